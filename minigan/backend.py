@@ -1,0 +1,220 @@
+"""The array backend: the one place that knows which array library runs the math.
+
+A backend object offers
+  - ``xp``: the array module (``numpy`` here; ``cupy`` on a GPU backend),
+  - random numbers (``seed``, ``randn``, ``rand``, ``get_rng_state``, ``set_rng_state``),
+  - transfers (``from_numpy``, ``to_numpy``),
+  - the hot kernels that a faster backend overrides: ``im2col`` / ``col2im``,
+    ``batchnorm_forward`` / ``batchnorm_backward``, ``leaky_relu`` /
+    ``leaky_relu_backward`` and ``adam_update``.
+
+The NumPy backend below is the reference: every kernel is written with ``self.xp``
+only, so a CuPy backend can inherit it unchanged and a Numba backend can override
+one kernel at a time and be tested against it. Layers and functions never ask which
+backend is running; they call ``backend.current()`` and use what it offers.
+
+Pick a backend with ``minigan.backend.use("numpy")`` or the environment variable
+``MINIGAN_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+class NumpyBackend:
+    """The reference backend: plain NumPy, BLAS for the matrix products."""
+
+    name = "numpy"
+
+    def __init__(self, seed: int | None = None):
+        self.xp = np
+        self.seed(seed)
+
+    def __repr__(self) -> str:
+        return f"<minigan backend {self.name!r}>"
+
+    # ---- transfers -------------------------------------------------------------
+    def from_numpy(self, a) -> np.ndarray:
+        """A host (NumPy) array as this backend's array; no copy when none is needed."""
+        return np.asarray(a)
+
+    def to_numpy(self, a) -> np.ndarray:
+        """This backend's array as a host NumPy array."""
+        return np.asarray(a)
+
+    # ---- random numbers --------------------------------------------------------
+    def seed(self, seed: int | None) -> None:
+        """Restart this backend's random stream (``None``: fresh entropy)."""
+        self.rng = np.random.default_rng(seed)
+
+    def randn(self, shape, dtype=np.float32):
+        """Standard normal samples, generated directly in ``dtype`` (no float64 detour)."""
+        return self.rng.standard_normal(shape, dtype=dtype)
+
+    def rand(self, shape, dtype=np.float32):
+        """Uniform samples in [0, 1)."""
+        return self.rng.random(shape, dtype=dtype)
+
+    def get_rng_state(self) -> dict:
+        """The random stream's state, as plain data (JSON-serialisable)."""
+        return self.rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    # ---- convolution kernels -----------------------------------------------------
+    def im2col(self, x, kernel_size, stride, padding):
+        """Unfold every receptive field of ``x`` into one row of a matrix.
+
+        x: (N, C, H, W); kernel_size (kh, kw); stride (sh, sw);
+        padding ((top, bottom), (left, right)), zeros.
+        Returns cols: (N*Ho*Wo, C*kh*kw), rows ordered (n, i, j), columns (c, u, v),
+        where Ho = (H + top + bottom - kh) // sh + 1 (and likewise Wo).
+
+        One strided *view* exposes all patches at once without copying; the single
+        reshape at the end makes the copy that the GEMM wants.
+        """
+        xp = self.xp
+        (kh, kw), (sh, sw) = kernel_size, stride
+        x = self._pad(x, padding)
+        n, c, hp, wp = x.shape
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        s_n, s_c, s_h, s_w = x.strides
+        patches = xp.lib.stride_tricks.as_strided(
+            x,
+            shape=(n, ho, wo, c, kh, kw),
+            strides=(s_n, s_h * sh, s_w * sw, s_c, s_h, s_w),
+        )
+        return patches.reshape(n * ho * wo, c * kh * kw)
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding):
+        """The adjoint of ``im2col``: add every row back where its patch came from.
+
+        cols: (N*Ho*Wo, C*kh*kw); x_shape (N, C, H, W) of the unpadded image.
+        Returns x: (N, C, H, W), the sum of all patch entries that fall on each pixel
+        (padding positions are cropped away).
+
+        Overlapping patches make this a scatter-add. Instead of ``np.add.at`` (slow,
+        one element at a time) it loops over the kh*kw kernel offsets and adds one
+        strided slice per offset: each slice touches every output pixel at most once.
+        """
+        xp = self.xp
+        (kh, kw), (sh, sw) = kernel_size, stride
+        (top, bottom), (left, right) = padding
+        n, c, h, w = x_shape
+        hp, wp = h + top + bottom, w + left + right
+        ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
+        patches = cols.reshape(n, ho, wo, c, kh, kw)
+        x_padded = xp.zeros((n, c, hp, wp), dtype=cols.dtype)
+        for u in range(kh):
+            for v in range(kw):
+                x_padded[:, :, u : u + sh * ho : sh, v : v + sw * wo : sw] += patches[
+                    :, :, :, :, u, v
+                ].transpose(0, 3, 1, 2)
+        return xp.ascontiguousarray(x_padded[:, :, top : top + h, left : left + w])
+
+    def _pad(self, x, padding):
+        (top, bottom), (left, right) = padding
+        if top == bottom == left == right == 0:
+            return x
+        n, c, h, w = x.shape
+        out = self.xp.zeros((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
+        out[:, :, top : top + h, left : left + w] = x
+        return out
+
+    # ---- batch normalisation (training mode) -----------------------------------
+    def batchnorm_forward(self, x, gamma, beta, eps):
+        """Normalise each channel by its batch statistics, then scale and shift.
+
+        x: (N, C, *spatial); gamma, beta: (C,).
+        Returns out (like x), mean (C,), var (C,) biased, x_hat (like x), inv_std (C,).
+        """
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean = x.mean(axis=axes)
+        centred = x - mean.reshape(shape)
+        var = (centred * centred).mean(axis=axes)
+        inv_std = 1.0 / self.xp.sqrt(var + eps)
+        x_hat = centred * inv_std.reshape(shape)
+        out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+        return out, mean, var, x_hat, inv_std
+
+    def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
+        """Gradients of ``batchnorm_forward`` (training mode), in the compact form
+
+            dx = inv_std / M * (M * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat))
+
+        with dx_hat = grad_out * gamma and M the number of values per channel.
+        Returns dx (like x), dgamma (C,), dbeta (C,).
+        """
+        axes = (0,) + tuple(range(2, x_hat.ndim))
+        shape = (1, -1) + (1,) * (x_hat.ndim - 2)
+        m = x_hat.size // x_hat.shape[1]
+        dbeta = grad_out.sum(axis=axes)
+        dgamma = (grad_out * x_hat).sum(axis=axes)
+        # sum(dx_hat) = gamma * dbeta and sum(dx_hat * x_hat) = gamma * dgamma.
+        scale = (gamma * inv_std / m).reshape(shape)
+        dx = scale * (m * grad_out - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+        return dx, dgamma, dbeta
+
+    # ---- activations -------------------------------------------------------------
+    def leaky_relu(self, x, negative_slope):
+        """max(x, 0) + negative_slope * min(x, 0); ReLU is negative_slope = 0."""
+        return self.xp.where(x > 0, x, x * negative_slope)
+
+    def leaky_relu_backward(self, grad_out, x, negative_slope):
+        return self.xp.where(x > 0, grad_out, grad_out * negative_slope)
+
+    # ---- optimiser -----------------------------------------------------------------
+    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
+        """One Adam step, in place on param, m and v (PyTorch's formula).
+
+        m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+        param <- param - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+        """
+        xp = self.xp
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * grad * grad
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        denom = xp.sqrt(v) / bias_correction2_sqrt + eps
+        param -= (lr / bias_correction1) * m / denom
+
+
+_BACKENDS = {"numpy": NumpyBackend}
+_current: NumpyBackend | None = None
+
+
+def available() -> list[str]:
+    """Names that ``use`` accepts."""
+    return sorted(_BACKENDS)
+
+
+def use(name: str, seed: int | None = None) -> NumpyBackend:
+    """Switch every layer and function to the backend called ``name``; returns it.
+
+    Parameters are created on the backend that is current when a layer is built,
+    so choose the backend before building a model.
+    """
+    global _current
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
+    _current = _BACKENDS[name](seed)
+    return _current
+
+
+def current() -> NumpyBackend:
+    """The backend in use (from ``MINIGAN_BACKEND`` on first call, else NumPy)."""
+    if _current is None:
+        use(os.environ.get("MINIGAN_BACKEND", "numpy"))
+    return _current
+
+
+def register(name: str, backend_class) -> None:
+    """Make a backend class available to ``use`` (how later backends plug in)."""
+    _BACKENDS[name] = backend_class

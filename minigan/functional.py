@@ -1,0 +1,305 @@
+"""The math of every layer as pure forward/backward function pairs (CS231n style).
+
+Each ``*_forward`` returns ``(out, cache)``; the matching ``*_backward`` takes the
+upstream gradient ``dout`` (shaped like ``out``) and that cache, and returns the
+gradients of the forward's array inputs in the same order. Nothing here keeps
+state: the stateful layers in ``minigan.nn`` are thin wrappers around these.
+
+Arrays are NCHW. Kernels that a fast backend replaces (im2col, col2im, batch norm,
+leaky ReLU) are called through ``backend.current()``; everything else uses its
+array module ``xp``. The plain-loop versions of the convolutions live in
+``minigan.naive`` and the tests hold these fast versions to them.
+"""
+
+from __future__ import annotations
+
+from . import backend
+
+
+def pair(value, name="value") -> tuple[int, int]:
+    """An int or an (h, w) pair, as an (h, w) pair of ints."""
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}") from None
+    return (int(h), int(w))
+
+
+# ---- convolution ------------------------------------------------------------------
+
+
+def conv2d_forward(x, w, b, stride=1, padding=0):
+    """Cross-correlation, as in every deep-learning library:
+
+        out[n, f, i, j] = b[f] + sum_{c,u,v} w[f, c, u, v] * xpad[n, c, i*sh + u, j*sw + v]
+
+    x: (N, C, H, W); w: (F, C, kh, kw); b: (F,) or None; stride, padding: int or pair
+    (padding adds zeros on all four sides).
+    out: (N, F, Ho, Wo) with Ho = (H + 2*ph - kh) // sh + 1, likewise Wo.
+
+    im2col turns every receptive field into one row, so the whole convolution is a
+    single matrix product (N*Ho*Wo, C*kh*kw) @ (C*kh*kw, F).
+    """
+    bk = backend.current()
+    n = x.shape[0]
+    f, _, kh, kw = w.shape
+    stride, (ph, pw) = pair(stride), pair(padding)
+    pad = ((ph, ph), (pw, pw))
+    cols = bk.im2col(x, (kh, kw), stride, pad)  # (N*Ho*Wo, C*kh*kw)
+    out_rows = cols @ w.reshape(f, -1).T  # (N*Ho*Wo, F)
+    if b is not None:
+        out_rows += b
+    ho = (x.shape[2] + 2 * ph - kh) // stride[0] + 1
+    wo = (x.shape[3] + 2 * pw - kw) // stride[1] + 1
+    out = bk.xp.ascontiguousarray(out_rows.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
+    return out, (x.shape, w, cols, stride, pad, b is not None)
+
+
+def conv2d_backward(dout, cache):
+    """dout: (N, F, Ho, Wo). Returns dx (N, C, H, W), dw (F, C, kh, kw), db (F,) or None.
+
+    With out_rows = cols @ W^T:  dW = dout_rows^T @ cols,  dcols = dout_rows @ W,
+    and col2im adds each row of dcols back onto the pixels its patch came from.
+    """
+    x_shape, w, cols, stride, pad, has_bias = cache
+    f, _, kh, kw = w.shape
+    dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*Ho*Wo, F)
+    dw = (dout_rows.T @ cols).reshape(w.shape)
+    db = dout_rows.sum(axis=0) if has_bias else None
+    dcols = dout_rows @ w.reshape(f, -1)  # (N*Ho*Wo, C*kh*kw)
+    dx = backend.current().col2im(dcols, x_shape, (kh, kw), stride, pad)
+    return dx, dw, db
+
+
+def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding):
+    """(H - 1)*s - 2p + k + output_padding: the input size of the conv it inverts."""
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
+
+
+def _transpose_padding(padding, output_padding):
+    """The im2col/col2im padding that makes a conv-transpose the adjoint of a conv.
+
+    The scatter covers (H - 1)*s + k rows; ``padding`` crops p from the top, and the
+    bottom crop is p - output_padding. When output_padding exceeds p the extra
+    bottom rows receive no input at all (only the bias): output_padding only ever
+    adds rows at the bottom/right, which is how it disambiguates the output size.
+    """
+    (ph, pw), (oph, opw) = padding, output_padding
+    return ((ph, max(ph - oph, 0)), (pw, max(pw - opw, 0)))
+
+
+def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
+    """Transposed convolution: each input pixel adds a weighted copy of the kernel
+    into the output, at stride s (the gradient of conv2d with respect to its input).
+
+        out[n, o, i*sh + u - ph, j*sw + v - pw] += x[n, c, i, j] * w[c, o, u, v]
+
+    x: (N, Cin, H, W); w: (Cin, Cout, kh, kw) (PyTorch's layout); b: (Cout,) or None.
+    out: (N, Cout, Ho, Wo), Ho = (H - 1)*sh - 2*ph + kh + output_padding_h.
+
+    One matrix product gives every pixel's kernel-sized contribution,
+    (N*H*W, Cin) @ (Cin, Cout*kh*kw); col2im adds the overlapping contributions.
+    """
+    bk = backend.current()
+    n, cin, h, wd = x.shape
+    _, cout, kh, kw = w.shape
+    stride, padding, output_padding = pair(stride), pair(padding), pair(output_padding)
+    ho = conv_transpose2d_output_size(h, kh, stride[0], padding[0], output_padding[0])
+    wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
+    pad = _transpose_padding(padding, output_padding)
+    x_rows = x.transpose(0, 2, 3, 1).reshape(n * h * wd, cin)
+    cols = x_rows @ w.reshape(cin, -1)  # (N*H*W, Cout*kh*kw)
+    out = bk.col2im(cols, (n, cout, ho, wo), (kh, kw), stride, pad)
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out, (x.shape, x_rows, w, stride, pad, b is not None)
+
+
+def conv_transpose2d_backward(dout, cache):
+    """dout: (N, Cout, Ho, Wo). Returns dx (N, Cin, H, W), dw (Cin, Cout, kh, kw), db.
+
+    The forward was a col2im of x_rows @ W, so the backward is its adjoint: im2col
+    of dout (an ordinary strided convolution), then two matrix products.
+    """
+    (n, cin, h, wd), x_rows, w, stride, pad, has_bias = cache
+    bk = backend.current()
+    dcols = bk.im2col(dout, w.shape[2:], stride, pad)  # (N*H*W, Cout*kh*kw)
+    dx_rows = dcols @ w.reshape(cin, -1).T  # (N*H*W, Cin)
+    dx = bk.xp.ascontiguousarray(dx_rows.reshape(n, h, wd, cin).transpose(0, 3, 1, 2))
+    dw = (x_rows.T @ dcols).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dw, db
+
+
+# ---- linear ---------------------------------------------------------------------------
+
+
+def linear_forward(x, w, b):
+    """out = x @ w^T + b.  x: (N, *, in); w: (out, in); b: (out,) or None -> (N, *, out)."""
+    out = x @ w.T
+    if b is not None:
+        out += b
+    return out, (x, w, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Returns dx (N, *, in), dw (out, in), db (out,) or None."""
+    x, w, has_bias = cache
+    dx = dout @ w
+    dout_rows, x_rows = dout.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+    dw = dout_rows.T @ x_rows
+    db = dout_rows.sum(axis=0) if has_bias else None
+    return dx, dw, db
+
+
+# ---- batch normalisation ----------------------------------------------------------------
+
+
+def batchnorm_forward(x, gamma, beta, eps=1e-5, running_mean=None, running_var=None):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel (axis 1).
+
+    x: (N, C) or (N, C, L) or (N, C, H, W); gamma, beta: (C,).
+    Training mode (no running statistics given): mean and the *biased* variance of
+    this batch, over every axis but the channel one; the cache keeps them
+    (``cache["mean"]``, ``cache["var"]``) so the caller can update running statistics.
+    Eval mode (running_mean and running_var given): those statistics instead, so the
+    output of one sample no longer depends on the rest of the batch.
+    """
+    if running_mean is None:
+        out, mean, var, x_hat, inv_std = backend.current().batchnorm_forward(x, gamma, beta, eps)
+        cache = dict(training=True, x_hat=x_hat, gamma=gamma, inv_std=inv_std)
+        return out, dict(cache, mean=mean, var=var)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    inv_std = 1.0 / backend.current().xp.sqrt(running_var + eps)
+    x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
+    out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+    return out, dict(training=False, x_hat=x_hat, gamma=gamma, inv_std=inv_std)
+
+
+def batchnorm_backward(dout, cache):
+    """Returns dx (like x), dgamma (C,), dbeta (C,).
+
+    In training mode every x in a channel moved that channel's mean and variance,
+    so dx has two extra terms (the backend kernel holds the formula). In eval mode
+    the statistics are constants and dx = dout * gamma / sqrt(running_var + eps).
+    """
+    x_hat, gamma, inv_std = cache["x_hat"], cache["gamma"], cache["inv_std"]
+    if cache["training"]:
+        return backend.current().batchnorm_backward(dout, x_hat, gamma, inv_std)
+    axes = (0,) + tuple(range(2, dout.ndim))
+    shape = (1, -1) + (1,) * (dout.ndim - 2)
+    dx = dout * (gamma * inv_std).reshape(shape)
+    return dx, (dout * x_hat).sum(axis=axes), dout.sum(axis=axes)
+
+
+# ---- activations ------------------------------------------------------------------------
+
+
+def leaky_relu_forward(x, negative_slope=0.01):
+    """out = x where x > 0, else negative_slope * x (ReLU: negative_slope = 0)."""
+    return backend.current().leaky_relu(x, negative_slope), (x, negative_slope)
+
+
+def leaky_relu_backward(dout, cache):
+    """The slope is 1 where x > 0 and negative_slope elsewhere (0 at the kink)."""
+    x, negative_slope = cache
+    return backend.current().leaky_relu_backward(dout, x, negative_slope)
+
+
+def relu_forward(x):
+    return leaky_relu_forward(x, 0.0)
+
+
+relu_backward = leaky_relu_backward
+
+
+def tanh_forward(x):
+    out = backend.current().xp.tanh(x)
+    return out, out
+
+
+def tanh_backward(dout, cache):
+    """d tanh(x)/dx = 1 - tanh(x)^2, from the saved output."""
+    out = cache
+    return dout * (1 - out * out)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
+    xp = backend.current().xp
+    e = xp.exp(-abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_forward(x):
+    out = sigmoid(x)
+    return out, out
+
+
+def sigmoid_backward(dout, cache):
+    """d sigmoid(x)/dx = sigmoid(x) * (1 - sigmoid(x)), from the saved output."""
+    out = cache
+    return dout * out * (1 - out)
+
+
+# ---- shape and regularisation ----------------------------------------------------------
+
+
+def dropout_forward(x, p, training=True):
+    """Inverted dropout: zero each value with probability p and scale the survivors
+    by 1 / (1 - p), so eval mode (the identity) needs no rescaling."""
+    if not training or p == 0:
+        return x, None
+    if p == 1:
+        mask = backend.current().xp.zeros_like(x)
+    else:
+        keep = backend.current().rand(x.shape, dtype=x.dtype) >= p
+        mask = keep.astype(x.dtype) / (1 - p)
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    mask = cache
+    return dout if mask is None else dout * mask
+
+
+def upsample_nearest_forward(x, scale_factor):
+    """Repeat every pixel sh x sw times.  x: (N, C, H, W) -> (N, C, H*sh, W*sw)."""
+    sh, sw = scale_factor
+    return x.repeat(sh, axis=2).repeat(sw, axis=3), (sh, sw)
+
+
+def upsample_nearest_backward(dout, cache):
+    """Each input pixel fed an sh x sw block of the output: sum that block."""
+    sh, sw = cache
+    n, c, h, w = dout.shape
+    return dout.reshape(n, c, h // sh, sh, w // sw, sw).sum(axis=(3, 5))
+
+
+# ---- loss --------------------------------------------------------------------------------
+
+
+def bce_with_logits_forward(logits, targets, reduction="mean"):
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1]:
+
+        loss_i = -[t log s(z) + (1 - t) log(1 - s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
+
+    The right-hand form never exponentiates a positive number, so it is finite for
+    any logit (the naive sigmoid-then-log gives inf at |z| ~ 100 in float32).
+    logits: any shape; targets: same shape or a scalar. Returns (loss float, cache).
+    """
+    xp = backend.current().xp
+    losses = xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-abs(logits)))
+    loss = losses.mean() if reduction == "mean" else losses.sum()
+    return float(loss), (logits, targets, reduction)
+
+
+def bce_with_logits_backward(cache, dloss=1.0):
+    """d loss / d logits = (sigmoid(z) - t) / count (mean) or sigmoid(z) - t (sum)."""
+    logits, targets, reduction = cache
+    grad = sigmoid(logits) - targets
+    if reduction == "mean":
+        grad = grad / logits.size
+    return grad * dloss if dloss != 1.0 else grad

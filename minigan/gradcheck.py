@@ -1,0 +1,205 @@
+"""Finite-difference gradient checks: proof that a hand-written backward is right.
+
+The numerical gradient of a scalar loss L with respect to one entry is the central
+difference (L(x + h) - L(x - h)) / 2h. Run it in float64 on small shapes.
+
+To check a layer, the loss is L = sum(layer(x) * g) with a *random* upstream
+gradient g, so that backward(g) is exactly dL/dx. A plain sum (g = 1) proves
+little: the input gradient of training-mode batch norm is then identically zero.
+
+Each entry's relative error is |analytic - numeric| / (|analytic| + |numeric|),
+with the denominator floored so that entries near zero are judged against the
+round-off of the central difference instead of dividing two round-off errors.
+Losses are summed exactly (``math.fsum``) so that the outputs an entry does not
+touch cancel to the last bit.
+
+    >>> report = check_layer(nn.Conv2d(2, 3, 3, dtype=np.float64), x)
+    >>> print(report)          # one line per tensor: largest error and where
+    >>> assert report.ok
+
+``python -m minigan.gradcheck`` checks every layer and prints the table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import backend
+
+DEFAULT_TOLERANCE = 1e-6
+
+
+@dataclass
+class TensorCheck:
+    """The comparison for one tensor: its largest relative error and where it is."""
+
+    name: str
+    max_error: float
+    index: tuple
+    analytic: float
+    numeric: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.max_error <= self.tolerance)
+
+    def __str__(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return (
+            f"{mark} {self.name:<14} max relative error {self.max_error:.2e} at {self.index} "
+            f"(analytic {self.analytic:+.6e}, numeric {self.numeric:+.6e})"
+        )
+
+
+class Report(list):
+    """A list of TensorCheck, one per checked tensor."""
+
+    def __init__(self, title, checks):
+        super().__init__(checks)
+        self.title = title
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self)
+
+    @property
+    def max_error(self) -> float:
+        return max(c.max_error for c in self)
+
+    def __str__(self) -> str:
+        return "\n".join([self.title] + ["  " + str(c) for c in self])
+
+
+def _host_float64(a):
+    return np.asarray(backend.current().to_numpy(a), dtype=np.float64)
+
+
+def numerical_gradient(loss_terms, array, eps=1e-6):
+    """d loss / d array by central differences, perturbing ``array`` in place (and
+    restoring it). ``loss_terms()`` returns the terms whose sum is the loss (or the
+    loss itself); L(x + h) - L(x - h) is summed exactly over the terms of both, so
+    the terms one entry does not touch cancel to the last bit."""
+    grad = np.zeros(array.shape, dtype=np.float64)
+    for index in np.ndindex(*array.shape):
+        original = array[index].item()
+        array[index] = original + eps
+        plus = _host_float64(loss_terms()).ravel()
+        array[index] = original - eps
+        minus = _host_float64(loss_terms()).ravel()
+        array[index] = original
+        grad[index] = math.fsum(np.concatenate([plus, -minus])) / (2 * eps)
+    return grad
+
+
+def compare(name, analytic, numeric, noise, tolerance=DEFAULT_TOLERANCE) -> TensorCheck:
+    """Relative errors of ``analytic`` against ``numeric``.
+
+    The denominator is floored at noise / tolerance: an entry smaller than that
+    passes when it is within ``noise`` (the round-off of the central difference)
+    in absolute terms, instead of failing on a ratio of two round-off errors.
+    """
+    analytic = np.asarray(backend.current().to_numpy(analytic), dtype=np.float64)
+    if analytic.shape != numeric.shape:
+        raise ValueError(f"gradient of {name} has shape {analytic.shape}, expected {numeric.shape}")
+    if analytic.size == 0:
+        return TensorCheck(name, 0.0, (), 0.0, 0.0, tolerance)
+    denominator = np.maximum(np.abs(analytic) + np.abs(numeric), noise / tolerance)
+    errors = np.abs(analytic - numeric) / denominator
+    errors[np.isnan(errors)] = np.inf
+    index = np.unravel_index(int(np.argmax(errors)), errors.shape)
+    return TensorCheck(
+        name, float(errors[index]), tuple(int(i) for i in index),
+        float(analytic[index]), float(numeric[index]), tolerance,
+    )  # fmt: skip
+
+
+def _noise_level(loss_terms, eps):
+    """How far off a central difference may be from round-off alone: each loss term
+    is known to ~1e-16 of its magnitude, and the difference is divided by 2h."""
+    magnitude = math.fsum(np.abs(_host_float64(loss_terms)).ravel())
+    return max(10 * np.finfo(np.float64).eps * magnitude / eps, 1e-15)
+
+
+def _random_like(array, seed):
+    """A fixed random upstream gradient, on the backend, in the array's dtype."""
+    g = np.random.default_rng(seed).standard_normal(array.shape).astype(array.dtype)
+    return backend.current().from_numpy(g)
+
+
+def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
+    """Check ``layer.backward`` (input gradient and every parameter's gradient).
+
+    x must be float64, like the layer's parameters. Randomness in the forward
+    (dropout) is frozen by restarting the backend's random stream before every
+    forward; the layer's parameters and buffers are restored afterwards.
+    """
+    bk = backend.current()
+    saved_state, rng_state = layer.state_dict(), bk.get_rng_state()
+
+    def forward():
+        bk.set_rng_state(rng_state)
+        return layer.forward(x)
+
+    out = forward()
+    g = _random_like(out, seed)
+    layer.zero_grad()
+    grads = {"input": layer.backward(g)}
+    grads.update((name, p.grad.copy()) for name, p in layer.named_parameters())
+
+    def loss_terms():
+        return forward() * g
+
+    noise = _noise_level(out * g, eps)
+    targets = [("input", x)] + [(name, p.data) for name, p in layer.named_parameters()]
+    checks = [
+        compare(name, grads[name], numerical_gradient(loss_terms, array, eps), noise, tolerance)
+        for name, array in targets
+    ]
+    layer.load_state_dict(saved_state)
+    bk.set_rng_state(rng_state)
+    return Report(repr(layer), checks)
+
+
+def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
+                   tolerance=DEFAULT_TOLERANCE) -> Report:  # fmt: skip
+    """Check a functional pair: ``forward(*inputs) -> (out, cache)`` and
+    ``backward(dout, cache) -> gradients``, one per input (None for non-arrays).
+
+        check_function(lambda x, w, b: F.conv2d_forward(x, w, b, stride=2),
+                       F.conv2d_backward, [x, w, b], names=["x", "w", "b"])
+    """
+    names = names or [f"input {i}" for i in range(len(inputs))]
+    out, cache = forward(*inputs)
+    g = _random_like(out, seed)
+    grads = backward(g, cache)
+
+    def loss_terms():
+        return forward(*inputs)[0] * g
+
+    noise = _noise_level(out * g, eps)
+    checks = [
+        compare(name, grad, numerical_gradient(loss_terms, array, eps), noise, tolerance)
+        for name, array, grad in zip(names, inputs, grads)
+        if grad is not None
+    ]
+    return Report(getattr(forward, "__name__", "function"), checks)
+
+
+def check_loss(loss_fn, logits, targets, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
+    """Check ``loss_fn.backward()`` (d loss / d logits) for a loss like BCEWithLogitsLoss."""
+    value = loss_fn(logits, targets)
+    analytic = loss_fn.backward()
+    numeric = numerical_gradient(lambda: loss_fn(logits, targets), logits, eps)
+    noise = _noise_level(value, eps)
+    return Report(repr(loss_fn), [compare("logits", analytic, numeric, noise, tolerance)])
+
+
+def away_from_kink(x, margin=1e-3):
+    """Shift values away from 0 by ``margin``, so that x +- h never crosses the kink
+    of ReLU / LeakyReLU, where the derivative jumps and a central difference lies."""
+    xp = backend.current().xp
+    return xp.where(x >= 0, x + margin, x - margin)

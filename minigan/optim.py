@@ -1,0 +1,74 @@
+"""Optimisers with PyTorch's update rules: ``opt.zero_grad()``, backward, ``opt.step()``."""
+
+from __future__ import annotations
+
+from . import backend
+
+
+class Optimizer:
+    def __init__(self, params, lr):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if lr < 0:
+            raise ValueError(f"learning rate must be >= 0, got {lr}")
+        self.lr = lr
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad[...] = 0
+
+    def step(self):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and weight decay (L2):
+
+    g <- grad + weight_decay * p
+    buf <- momentum * buf + g   (buf = g on the first step)
+    p <- p - lr * buf
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum_buffers = [None] * len(self.params)
+
+    def step(self):
+        for i, p in enumerate(self.params):
+            grad = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            if self.momentum:
+                buf = self.momentum_buffers[i]
+                if buf is None:
+                    buf = self.momentum_buffers[i] = grad.copy()
+                else:
+                    buf *= self.momentum
+                    buf += grad
+                grad = buf
+            p.data -= self.lr * grad
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; weight_decay adds L2 to the gradient.
+
+    Per parameter: first and second moment estimates ``exp_avg`` (m) and
+    ``exp_avg_sq`` (v); the update itself is the backend's ``adam_update`` kernel.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        xp = backend.current().xp
+        self.exp_avg = [xp.zeros_like(p.data) for p in self.params]
+        self.exp_avg_sq = [xp.zeros_like(p.data) for p in self.params]
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+        beta1, beta2 = self.betas
+        update = backend.current().adam_update
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
+            grad = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
+            update(p.data, grad, m, v, lr=self.lr, beta1=beta1, beta2=beta2,
+                   eps=self.eps, step=self.steps)  # fmt: skip
