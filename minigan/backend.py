@@ -19,6 +19,7 @@ Pick a backend with ``minigan.backend.use("numpy")`` or the environment variable
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -213,6 +214,17 @@ def current() -> NumpyBackend:
     if _current is None:
         use(os.environ.get("MINIGAN_BACKEND", "numpy"))
     return _current
+
+
+@contextlib.contextmanager
+def using(name: str, seed: int | None = None):
+    """``with backend.using("numpy"):`` run a block on a backend, then switch back."""
+    global _current
+    previous = _current
+    try:
+        yield use(name, seed)
+    finally:
+        _current = previous
 
 
 def register(name: str, backend_class) -> None:

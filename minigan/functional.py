@@ -169,8 +169,8 @@ def batchnorm_forward(x, gamma, beta, eps=1e-5, running_mean=None, running_var=N
     """
     if running_mean is None:
         out, mean, var, x_hat, inv_std = backend.current().batchnorm_forward(x, gamma, beta, eps)
-        cache = dict(training=True, x_hat=x_hat, gamma=gamma, inv_std=inv_std)
-        return out, dict(cache, mean=mean, var=var)
+        cache = dict(training=True, x_hat=x_hat, gamma=gamma, inv_std=inv_std, mean=mean, var=var)
+        return out, cache
     shape = (1, -1) + (1,) * (x.ndim - 2)
     inv_std = 1.0 / backend.current().xp.sqrt(running_var + eps)
     x_hat = (x - running_mean.reshape(shape)) * inv_std.reshape(shape)
@@ -255,7 +255,7 @@ def dropout_forward(x, p, training=True):
     if p == 1:
         mask = backend.current().xp.zeros_like(x)
     else:
-        keep = backend.current().rand(x.shape, dtype=x.dtype) >= p
+        keep = backend.current().rand(x.shape) >= p  # float32 draws: the same mask for any dtype
         mask = keep.astype(x.dtype) / (1 - p)
     return x * mask, mask
 

@@ -1,0 +1,31 @@
+"""Shared test settings: the backends to run on and hypothesis profiles.
+
+Every test that takes the ``backend_name`` argument runs once per available
+backend (``minigan.backend.available()``), inside ``backend.using(name)``.
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minigan import backend
+
+settings.register_profile(
+    "default",
+    max_examples=int(os.environ.get("MINIGAN_EXAMPLES", "30")),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # the backend is meant to hold for all examples
+    ],
+)
+settings.load_profile("default")
+
+
+@pytest.fixture(params=backend.available())
+def backend_name(request):
+    """The name of each backend in turn; the test body runs with it current."""
+    with backend.using(request.param):
+        yield request.param

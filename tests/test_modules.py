@@ -1,0 +1,191 @@
+"""Layer bookkeeping: parameters, state dicts, modes, dtypes, initialisation, loss edge cases."""
+
+import copy
+
+import numpy as np
+import pytest
+from cases import CASES
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan
+from minigan import backend, init, nn, optim
+
+
+def _host(a):
+    return backend.current().to_numpy(a)
+
+
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_float32_stays_float32_and_agrees_with_float64(case, backend_name, data):
+    """The dtype axis: float32 in, float32 out (forward, input and parameter
+    gradients), and the same numbers as a float64 copy of the layer to float32 precision."""
+    layer32, x32 = data.draw(CASES[case](np.float32), label="layer, x")
+    layer64 = _float64_copy(layer32)
+    x64 = backend.current().from_numpy(_host(x32).astype(np.float64))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    g = np.random.default_rng(seed).standard_normal(layer32(x32).shape)
+    results = []
+    for layer, x in ((layer32, x32), (layer64, x64)):
+        backend.current().seed(seed)  # the same dropout mask in both
+        out = layer(x)
+        layer.zero_grad()
+        results.append((out, layer.backward(backend.current().from_numpy(g.astype(out.dtype)))))
+    (out32, dx32), (out64, dx64) = results
+    assert out32.dtype == np.float32 and dx32.dtype == np.float32
+    tol = dict(rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(_host(out32), _host(out64), **tol)
+    np.testing.assert_allclose(_host(dx32), _host(dx64), **tol)
+    for (name, p32), (_, p64) in zip(layer32.named_parameters(), layer64.named_parameters()):
+        assert p32.grad.dtype == np.float32, name
+        np.testing.assert_allclose(_host(p32.grad), _host(p64.grad), **tol, err_msg=name)
+
+
+def _float64_copy(layer):
+    """Rebuild ``layer`` in float64 with the same configuration and weights."""
+    twin = copy.deepcopy(layer)
+    for m in twin.modules():
+        for name, value in vars(m).items():
+            if isinstance(value, nn.Parameter):
+                setattr(m, name, nn.Parameter(value.data.astype(np.float64)))
+        for name in m.buffers:
+            value = getattr(m, name)
+            if value.dtype == np.float32:
+                setattr(m, name, value.astype(np.float64))
+    return twin
+
+
+def test_sequential_names_and_state_dict_keys():
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, bias=False), nn.BatchNorm2d(2), nn.ReLU(), nn.Linear(2, 1)
+    )
+    assert [n for n, _ in model.named_parameters()] == [
+        "0.weight",
+        "1.weight",
+        "1.bias",
+        "3.weight",
+        "3.bias",
+    ]
+    assert list(model.state_dict()) == [
+        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
+        "1.num_batches_tracked", "3.weight", "3.bias",
+    ]  # fmt: skip
+    assert model.num_parameters() == 18 + 2 + 2 + 2 + 1
+    assert len(model) == 4 and isinstance(model[1], nn.BatchNorm2d)
+
+
+def test_state_dict_round_trip_and_copies():
+    a, b = (
+        nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
+        nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
+    )
+    a(np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32))
+    state = a.state_dict()
+    b.load_state_dict(state)
+    assert all(np.array_equal(v, b.state_dict()[k]) for k, v in state.items())
+    state["0.weight"][...] = 99  # a state dict is a copy, not a view into the layer
+    assert not np.any(_host(a[0].weight.data) == 99)
+
+
+def test_train_and_eval_reach_every_layer():
+    model = nn.Sequential(nn.Sequential(nn.BatchNorm1d(2), nn.Dropout()), nn.ReLU())
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_batchnorm_eval_uses_running_statistics():
+    layer = nn.BatchNorm1d(2, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((8, 2)) * 3 + 5
+    for _ in range(200):
+        layer(x)
+    layer.eval()
+    np.testing.assert_allclose(
+        layer(x[:1]), (x[:1] - x.mean(0)) / np.sqrt(x.var(0, ddof=1) + 1e-5), rtol=1e-6
+    )
+    assert int(layer.num_batches_tracked) == 200
+
+
+def test_zero_grad_and_accumulation():
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    x = np.ones((4, 3))
+    for _ in range(2):
+        layer(x)
+        layer.backward(np.ones((4, 2)))
+    np.testing.assert_allclose(layer.bias.grad, [8.0, 8.0])  # two backward passes add up
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("logit", [1000.0, -1000.0, 88.0, -104.0])
+def test_bce_with_logits_is_finite_for_any_logit(dtype, logit):
+    loss_fn = nn.BCEWithLogitsLoss()
+    logits = np.full((4, 1), logit, dtype=dtype)
+    for target in (0.0, 1.0):
+        loss = loss_fn(logits, target)
+        grad = loss_fn.backward()
+        assert np.isfinite(loss) and np.all(np.isfinite(grad)) and grad.dtype == dtype
+        wrong_side = (logit > 0) != (target == 1.0)
+        np.testing.assert_allclose(loss, abs(logit) if wrong_side else 0.0, atol=1e-6)
+        expected = ((1.0 if logit > 0 else 0.0) - target) / logits.size if wrong_side else 0.0
+        np.testing.assert_allclose(grad, expected, atol=1e-7)
+
+
+def test_dropout_mask_scales_survivors_and_is_identity_in_eval(backend_name):
+    backend.current().seed(0)
+    x = backend.current().from_numpy(np.ones((200, 100), dtype=np.float32))
+    layer = nn.Dropout(0.3)
+    out = _host(layer(x))
+    assert set(np.unique(out)) <= {np.float32(0), np.float32(1 / 0.7)}
+    assert abs((out == 0).mean() - 0.3) < 0.01
+    np.testing.assert_array_equal(_host(layer.backward(x)), out)  # same mask in the backward
+    assert layer.eval()(x) is x
+
+
+def test_default_initialisation_matches_torch_bounds():
+    minigan.manual_seed(0)
+    conv, convt, lin = nn.Conv2d(4, 8, 3), nn.ConvTranspose2d(4, 8, 3), nn.Linear(50, 10)
+    for layer, fan_in in ((conv, 4 * 9), (convt, 8 * 9), (lin, 50)):
+        bound = 1 / np.sqrt(fan_in)
+        for p in (layer.weight, layer.bias):
+            assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.8 * bound
+    bn = nn.BatchNorm2d(3)
+    assert np.all(bn.weight.data == 1) and np.all(bn.bias.data == 0)
+
+
+def test_dcgan_initialisation(backend_name):
+    minigan.manual_seed(1)
+    model = nn.Sequential(
+        nn.ConvTranspose2d(100, 64, 4, bias=False), nn.BatchNorm2d(64), nn.Conv2d(64, 64, 4)
+    )
+    init.dcgan_init(model)
+    w = _host(model[0].weight.data)
+    assert abs(w.mean()) < 1e-3 and abs(w.std() - 0.02) < 1e-3
+    assert (
+        abs(_host(model[1].weight.data).mean() - 1) < 0.01
+        and abs(_host(model[1].weight.data).std() - 0.02) < 0.01
+    )
+    assert np.all(_host(model[1].bias.data) == 0)
+    assert abs(_host(model[2].weight.data).std() - 0.02) < 1e-3
+    assert model[0].weight.data.dtype == np.float32
+
+
+@pytest.mark.parametrize("optimizer", [optim.Adam, lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])
+def test_optimizers_keep_float32(optimizer, backend_name):
+    layer = nn.Linear(3, 2)
+    opt = optimizer(layer.parameters())
+    layer(np.ones((2, 3), dtype=np.float32))
+    layer.backward(np.ones((2, 2), dtype=np.float32))
+    before = _host(layer.weight.data).copy()
+    opt.step()
+    assert layer.weight.data.dtype == np.float32 and not np.array_equal(
+        before, _host(layer.weight.data)
+    )
+
+
+def test_optimizer_refuses_empty_parameters():
+    with pytest.raises(ValueError, match="Adam got an empty parameter list"):
+        optim.Adam(nn.ReLU().parameters())

@@ -1,0 +1,60 @@
+"""The fast im2col convolutions against the plain loops of their definitions."""
+
+import numpy as np
+from cases import conv2d, conv_transpose2d
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigan import backend, naive
+
+
+def _host(a):
+    return backend.current().to_numpy(a)
+
+
+def _bias(layer):
+    return None if layer.bias is None else _host(layer.bias.data)
+
+
+@given(data=st.data())
+def test_conv2d_matches_the_loops(backend_name, data):
+    layer, x = data.draw(conv2d(np.float64))
+    expected = naive.conv2d(
+        _host(x), _host(layer.weight.data), _bias(layer), layer.stride, layer.padding
+    )
+    np.testing.assert_allclose(_host(layer(x)), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(data=st.data())
+def test_conv_transpose2d_matches_the_loops(backend_name, data):
+    layer, x = data.draw(conv_transpose2d(np.float64))
+    expected = naive.conv_transpose2d(
+        _host(x),
+        _host(layer.weight.data),
+        _bias(layer),
+        layer.stride,
+        layer.padding,
+        layer.output_padding,
+    )
+    np.testing.assert_allclose(_host(layer(x)), expected, rtol=1e-12, atol=1e-12)
+
+
+@given(data=st.data())
+def test_col2im_is_the_adjoint_of_im2col(backend_name, data):
+    """<im2col(x), c> == <x, col2im(c)> for every x and c: the backward of a linear
+    map is its transpose, and this is the identity that says so."""
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3))
+    h, w = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    pad = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in range(2))
+    if h + sum(pad[0]) < kh or w + sum(pad[1]) < kw:
+        return
+    bk = backend.current()
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    x = bk.from_numpy(rng.standard_normal((n, c, h, w)))
+    cols = bk.im2col(x, (kh, kw), stride, pad)
+    other = bk.from_numpy(rng.standard_normal(cols.shape))
+    back = bk.col2im(other, x.shape, (kh, kw), stride, pad)
+    assert back.shape == x.shape
+    np.testing.assert_allclose(float((cols * other).sum()), float((x * back).sum()), rtol=1e-10)

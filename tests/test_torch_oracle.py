@@ -1,0 +1,174 @@
+"""PyTorch as an independent oracle: same inputs, same weights, same answers.
+
+For every layer in tests/cases.py: forward output, input gradient, parameter
+gradients and the state after the step (batch-norm running statistics) against
+``torch.nn``, in float64 (tight) and float32 (loose). Weights cross over through
+``state_dict`` in both directions, which also proves the keys and layouts match.
+Adam and SGD are compared over several steps.
+"""
+
+import numpy as np
+import pytest
+from cases import CASES, bce_with_logits
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigan import backend, nn, optim
+
+torch = pytest.importorskip(
+    "torch", reason="PyTorch is the oracle here: pip install -e '.[compare]'"
+)
+
+TOLERANCES = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=2e-4, atol=2e-5)}
+
+
+def to_torch(layer, dtype=torch.float64):
+    """The torch.nn twin of a minigan layer, with the same weights and buffers."""
+    tn = torch.nn
+    kind = type(layer).__name__
+    if kind == "Sequential":
+        return tn.Sequential(*(to_torch(child, dtype) for child in layer))
+    if kind == "Reshape":
+        return tn.Sequential(tn.Flatten(), tn.Unflatten(1, layer.shape))
+    make = {
+        "Conv2d": lambda m: tn.Conv2d(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            bias=m.bias is not None,
+        ),
+        "ConvTranspose2d": lambda m: tn.ConvTranspose2d(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.output_padding,
+            bias=m.bias is not None,
+        ),  # fmt: skip
+        "Linear": lambda m: tn.Linear(m.in_features, m.out_features, bias=m.bias is not None),
+        "BatchNorm2d": lambda m: tn.BatchNorm2d(m.num_features, m.eps, m.momentum),
+        "BatchNorm1d": lambda m: tn.BatchNorm1d(m.num_features, m.eps, m.momentum),
+        "LeakyReLU": lambda m: tn.LeakyReLU(m.negative_slope),
+        "ReLU": lambda m: tn.ReLU(),
+        "Tanh": lambda m: tn.Tanh(),
+        "Sigmoid": lambda m: tn.Sigmoid(),
+        "Dropout": lambda m: tn.Dropout(m.p),
+        "Flatten": lambda m: tn.Flatten(),
+        "Upsample": lambda m: tn.Upsample(scale_factor=m.scale_factor, mode="nearest"),
+    }[kind]
+    twin = make(layer).to(dtype)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    return twin.train(layer.training)
+
+
+def _torch_dtype(dtype):
+    return torch.float64 if dtype == np.float64 else torch.float32
+
+
+def _numpy(a):
+    return backend.current().to_numpy(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("case", CASES)
+@given(data=st.data())
+def test_layer_matches_torch(case, dtype, backend_name, data):
+    layer, x = data.draw(CASES[case](dtype), label="layer, x")
+    if case == "Dropout" and layer.p not in (0.0, 1.0):
+        layer.eval()  # the masks come from different random streams; see test_dropout_mask
+    twin = to_torch(layer, _torch_dtype(dtype))
+    tol = TOLERANCES[dtype]
+
+    out = layer(x)
+    x_t = torch.from_numpy(_numpy(x).copy()).requires_grad_(True)
+    out_t = twin(x_t)
+    assert out.dtype == dtype, f"{case} forward returned {out.dtype}"
+    np.testing.assert_allclose(_numpy(out), out_t.detach().numpy(), **tol, err_msg="forward")
+
+    g = np.random.default_rng(0).standard_normal(out.shape).astype(dtype)
+    layer.zero_grad()
+    dx = layer.backward(backend.current().from_numpy(g))
+    out_t.backward(torch.from_numpy(g))
+    assert dx.dtype == dtype, f"{case} backward returned {dx.dtype}"
+    np.testing.assert_allclose(_numpy(dx), x_t.grad.numpy(), **tol, err_msg="input gradient")
+
+    theirs = dict(twin.named_parameters())
+    for name, p in layer.named_parameters():
+        assert p.grad.dtype == dtype, f"{case} {name}.grad is {p.grad.dtype}"
+        np.testing.assert_allclose(
+            _numpy(p.grad), theirs[name].grad.numpy(), **tol, err_msg=f"gradient of {name}"
+        )
+    theirs = twin.state_dict()
+    for key, value in layer.state_dict().items():  # running statistics after the step
+        np.testing.assert_allclose(value, theirs[key].numpy(), **tol, err_msg=key)
+
+
+@given(data=st.data())
+def test_bce_with_logits_matches_torch(backend_name, data):
+    loss_fn, logits, targets = data.draw(bce_with_logits(np.float64))
+    loss = loss_fn(logits, targets)
+    z = torch.from_numpy(_numpy(logits).copy()).requires_grad_(True)
+    t = torch.full_like(z, targets) if np.ndim(targets) == 0 else torch.from_numpy(_numpy(targets))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        z, t, reduction=loss_fn.reduction
+    )
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_numpy(loss_fn.backward()), z.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_state_dict_loads_from_torch(backend_name):
+    """Weights trained in PyTorch load into minigan under the same keys."""
+    theirs = torch.nn.Sequential(
+        torch.nn.ConvTranspose2d(4, 3, 4, 2, 1, bias=False),
+        torch.nn.BatchNorm2d(3),
+        torch.nn.Tanh(),
+    )
+    for _ in range(3):  # move the running statistics away from their start
+        theirs(torch.randn(5, 4, 3, 3))
+    ours = nn.Sequential(
+        nn.ConvTranspose2d(4, 3, 4, 2, 1, bias=False), nn.BatchNorm2d(3), nn.Tanh()
+    )
+    ours.load_state_dict(theirs.state_dict())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    x = torch.randn(2, 4, 3, 3)
+    theirs.eval(), ours.eval()
+    np.testing.assert_allclose(
+        _numpy(ours(backend.current().from_numpy(x.numpy()))),
+        theirs(x).detach().numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+OPTIMIZERS = {
+    "Adam": (optim.Adam, torch.optim.Adam, dict(lr=1e-2, betas=(0.5, 0.999))),
+    "Adam+weight_decay": (optim.Adam, torch.optim.Adam, dict(lr=2e-3, weight_decay=0.1, eps=1e-6)),
+    "SGD": (optim.SGD, torch.optim.SGD, dict(lr=0.1)),
+    "SGD+momentum": (optim.SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizer_trajectory_matches_torch(name, dtype, backend_name):
+    ours_class, theirs_class, kwargs = OPTIMIZERS[name]
+    rng = np.random.default_rng(3)
+    start = [rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal(5).astype(dtype)]
+    ours = [nn.Parameter(backend.current().from_numpy(a.copy())) for a in start]
+    theirs = [torch.from_numpy(a.copy()).requires_grad_(True) for a in start]
+    opt, opt_t = ours_class(ours, **kwargs), theirs_class(theirs, **kwargs)
+    for _ in range(6):
+        opt.zero_grad(), opt_t.zero_grad()
+        for p, t in zip(ours, theirs):
+            g = rng.standard_normal(p.shape).astype(dtype)
+            p.grad += backend.current().from_numpy(g)
+            t.grad = torch.from_numpy(g)
+        opt.step(), opt_t.step()
+    tol = TOLERANCES[dtype]
+    for p, t in zip(ours, theirs):
+        assert p.data.dtype == dtype
+        np.testing.assert_allclose(_numpy(p.data), t.detach().numpy(), **tol)
