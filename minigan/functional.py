@@ -13,13 +13,15 @@ array module ``xp``. The plain-loop versions of the convolutions live in
 
 from __future__ import annotations
 
+import numbers
+
 from . import backend
 
 
 def pair(value, name="value") -> tuple[int, int]:
     """An int or an (h, w) pair, as an (h, w) pair of ints."""
-    if isinstance(value, int):
-        return (value, value)
+    if isinstance(value, numbers.Integral):
+        return (int(value), int(value))
     try:
         h, w = value
     except (TypeError, ValueError):

@@ -124,6 +124,18 @@ def _noise_level(loss_terms, eps):
     return max(10 * np.finfo(np.float64).eps * magnitude / eps, 1e-15)
 
 
+def _require_float64(named_arrays):
+    """Central differences with h = 1e-6 need float64: in float32, x + h rounds
+    away most of h and the check measures round-off, not the backward."""
+    for name, array in named_arrays:
+        dtype = getattr(array, "dtype", None)
+        if dtype != np.float64:
+            raise TypeError(
+                f"gradient checks need float64; {name} is {dtype} "
+                "(build the layer with dtype=np.float64 and pass a float64 input)"
+            )
+
+
 def _random_like(array, seed):
     """A fixed random upstream gradient, on the backend, in the array's dtype."""
     g = np.random.default_rng(seed).standard_normal(array.shape).astype(array.dtype)
@@ -137,6 +149,7 @@ def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> R
     (dropout) is frozen by restarting the backend's random stream before every
     forward; the layer's parameters and buffers are restored afterwards.
     """
+    _require_float64([("input", x)] + list(layer.named_parameters()))
     bk = backend.current()
     saved_state, rng_state = layer.state_dict(), bk.get_rng_state()
 
@@ -173,6 +186,7 @@ def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
                        F.conv2d_backward, [x, w, b], names=["x", "w", "b"])
     """
     names = names or [f"input {i}" for i in range(len(inputs))]
+    _require_float64([(n, a) for n, a in zip(names, inputs) if hasattr(a, "dtype")])
     out, cache = forward(*inputs)
     g = _random_like(out, seed)
     grads = backward(g, cache)
@@ -191,6 +205,7 @@ def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
 
 def check_loss(loss_fn, logits, targets, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
     """Check ``loss_fn.backward()`` (d loss / d logits) for a loss like BCEWithLogitsLoss."""
+    _require_float64([("logits", logits)])
     value = loss_fn(logits, targets)
     analytic = loss_fn.backward()
     numeric = numerical_gradient(lambda: loss_fn(logits, targets), logits, eps)

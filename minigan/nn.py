@@ -512,13 +512,19 @@ class Flatten(Module):
 
 
 class Reshape(Module):
-    """(N, *) -> (N, *shape); e.g. Reshape(128, 7, 7) after a Linear layer."""
+    """(N, *) -> (N, *shape); e.g. Reshape(128, 7, 7) after a Linear layer.
+    One entry of shape may be -1, inferred as in ``numpy.reshape``."""
 
     def __init__(self, *shape):
         self.shape = tuple(int(s) for s in shape)
+        if self.shape.count(-1) > 1 or any(s < 1 and s != -1 for s in self.shape):
+            raise ValueError(f"Reshape: sizes must be positive with at most one -1, got {shape}")
 
     def forward(self, x):
-        if x.size // x.shape[0] != int(np.prod(self.shape)):
+        per_sample = x.size // max(x.shape[0], 1)
+        fixed = int(np.prod([s for s in self.shape if s != -1]))
+        fits = per_sample % fixed == 0 if -1 in self.shape else per_sample == fixed
+        if not fits:
             raise ValueError(
                 f"{self!r}: cannot reshape input of shape {tuple(x.shape)} "
                 f"to (N, {', '.join(map(str, self.shape))})"

@@ -39,6 +39,7 @@ BAD_INPUTS = [
     (lambda: nn.BatchNorm1d(3), _x(1, 3), r"BatchNorm1d.*more than 1 value per channel.*\(1, 3\)"),
     (lambda: nn.Upsample(2), _x(2, 3, 4), r"Upsample.*\(N, C, H, W\).*\(2, 3, 4\)"),
     (lambda: nn.Reshape(3, 5), _x(2, 14), r"Reshape\(3, 5\).*\(2, 14\).*\(N, 3, 5\)"),
+    (lambda: nn.Reshape(-1, 4), _x(2, 14), r"Reshape\(-1, 4\).*\(2, 14\).*\(N, -1, 4\)"),
 ]
 
 
@@ -114,6 +115,7 @@ def test_loss_target_shape_mismatch():
         (lambda: nn.Upsample(1.5), "scale_factor must be a positive whole number"),
         (lambda: nn.Upsample(2, mode="bilinear"), "mode='nearest' only"),
         (lambda: nn.BCEWithLogitsLoss(reduction="none"), "reduction must be 'mean' or 'sum'"),
+        (lambda: nn.Reshape(-1, -1), "at most one -1"),
     ],
 )
 def test_bad_constructor_arguments(make, message):
@@ -133,3 +135,18 @@ def test_load_state_dict_names_the_bad_key():
         layer.load_state_dict({**state, "0.weight": np.zeros((3, 2))})
     with pytest.raises(ValueError, match=r"missing keys \['0.bias'\], unexpected keys \['0.b'\]"):
         layer.load_state_dict({"0.weight": state["0.weight"], "0.b": state["0.bias"]})
+
+
+def test_integer_like_sizes_are_accepted():
+    layer = nn.Conv2d(np.int64(2), 3, kernel_size=np.int64(3), stride=(np.int64(2), 1))
+    assert layer.kernel_size == (3, 3) and layer.stride == (2, 1)
+    assert nn.Reshape(-1, 7)(_x(2, 14)).shape == (2, 2, 7)
+
+
+def test_gradcheck_refuses_float32():
+    from minigan import gradcheck
+
+    with pytest.raises(TypeError, match="gradient checks need float64; input is float32"):
+        gradcheck.check_layer(nn.Tanh(), _x(2, 3))
+    with pytest.raises(TypeError, match="weight is float32"):
+        gradcheck.check_layer(nn.Linear(3, 2), _x(2, 3, dtype=np.float64))
