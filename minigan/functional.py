@@ -6,8 +6,8 @@ gradients of the forward's array inputs in the same order. Nothing here keeps
 state: the stateful layers in ``minigan.nn`` are thin wrappers around these.
 
 Arrays are NCHW. Kernels that a fast backend replaces (im2col, col2im, batch norm,
-leaky ReLU) are called through ``backend.current()``; everything else uses its
-array module ``xp``. The plain-loop versions of the convolutions live in
+leaky ReLU) are called through ``backend.current()`` (named ``bk`` below);
+everything else uses its array module ``xp``. The plain-loop versions of the convolutions live in
 ``minigan.naive`` and the tests hold these fast versions to them.
 """
 
@@ -20,12 +20,13 @@ from . import backend
 
 def pair(value, name="value") -> tuple[int, int]:
     """An int or an (h, w) pair, as an (h, w) pair of ints."""
-    if isinstance(value, numbers.Integral):
-        return (int(value), int(value))
+    values = (value, value) if isinstance(value, numbers.Integral) else value
     try:
-        h, w = value
+        h, w = values
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}") from None
+        h = w = None
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (h, w)):
+        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
     return (int(h), int(w))
 
 
@@ -41,36 +42,36 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     (padding adds zeros on all four sides).
     out: (N, F, Ho, Wo) with Ho = (H + 2*ph - kh) // sh + 1, likewise Wo.
 
-    im2col turns every receptive field into one row, so the whole convolution is a
-    single matrix product (N*Ho*Wo, C*kh*kw) @ (C*kh*kw, F).
+    im2col turns every receptive field into one column, so the whole convolution is
+    a single matrix product (F, C*kh*kw) @ (C*kh*kw, N*Ho*Wo).
     """
     bk = backend.current()
     n = x.shape[0]
     f, _, kh, kw = w.shape
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
-    cols = bk.im2col(x, (kh, kw), stride, pad)  # (N*Ho*Wo, C*kh*kw)
-    out_rows = cols @ w.reshape(f, -1).T  # (N*Ho*Wo, F)
+    cols = bk.im2col(x, (kh, kw), stride, pad)  # (C*kh*kw, N*Ho*Wo)
+    out = w.reshape(f, -1) @ cols  # (F, N*Ho*Wo)
     if b is not None:
-        out_rows += b
+        out += b.reshape(-1, 1)
     ho = (x.shape[2] + 2 * ph - kh) // stride[0] + 1
     wo = (x.shape[3] + 2 * pw - kw) // stride[1] + 1
-    out = bk.xp.ascontiguousarray(out_rows.reshape(n, ho, wo, f).transpose(0, 3, 1, 2))
+    out = bk.xp.ascontiguousarray(out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))
     return out, (x.shape, w, cols, stride, pad, b is not None)
 
 
 def conv2d_backward(dout, cache):
     """dout: (N, F, Ho, Wo). Returns dx (N, C, H, W), dw (F, C, kh, kw), db (F,) or None.
 
-    With out_rows = cols @ W^T:  dW = dout_rows^T @ cols,  dcols = dout_rows @ W,
-    and col2im adds each row of dcols back onto the pixels its patch came from.
+    With out = W @ cols:  dW = dout @ cols^T,  dcols = W^T @ dout,
+    and col2im adds each column of dcols back onto the pixels its patch came from.
     """
     x_shape, w, cols, stride, pad, has_bias = cache
     f, _, kh, kw = w.shape
-    dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, f)  # (N*Ho*Wo, F)
-    dw = (dout_rows.T @ cols).reshape(w.shape)
-    db = dout_rows.sum(axis=0) if has_bias else None
-    dcols = dout_rows @ w.reshape(f, -1)  # (N*Ho*Wo, C*kh*kw)
+    dout = dout.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*Ho*Wo)
+    dw = (dout @ cols.T).reshape(w.shape)
+    db = dout.sum(axis=1) if has_bias else None
+    dcols = w.reshape(f, -1).T @ dout  # (C*kh*kw, N*Ho*Wo)
     dx = backend.current().col2im(dcols, x_shape, (kh, kw), stride, pad)
     return dx, dw, db
 
@@ -102,7 +103,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     out: (N, Cout, Ho, Wo), Ho = (H - 1)*sh - 2*ph + kh + output_padding_h.
 
     One matrix product gives every pixel's kernel-sized contribution,
-    (N*H*W, Cin) @ (Cin, Cout*kh*kw); col2im adds the overlapping contributions.
+    (Cout*kh*kw, Cin) @ (Cin, N*H*W); col2im adds the overlapping contributions.
     """
     bk = backend.current()
     n, cin, h, wd = x.shape
@@ -111,26 +112,26 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     ho = conv_transpose2d_output_size(h, kh, stride[0], padding[0], output_padding[0])
     wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
     pad = _transpose_padding(padding, output_padding)
-    x_rows = x.transpose(0, 2, 3, 1).reshape(n * h * wd, cin)
-    cols = x_rows @ w.reshape(cin, -1)  # (N*H*W, Cout*kh*kw)
+    x_mat = x.transpose(1, 0, 2, 3).reshape(cin, n * h * wd)
+    cols = w.reshape(cin, -1).T @ x_mat  # (Cout*kh*kw, N*H*W)
     out = bk.col2im(cols, (n, cout, ho, wo), (kh, kw), stride, pad)
     if b is not None:
         out += b.reshape(1, -1, 1, 1)
-    return out, (x.shape, x_rows, w, stride, pad, b is not None)
+    return out, (x.shape, x_mat, w, stride, pad, b is not None)
 
 
 def conv_transpose2d_backward(dout, cache):
     """dout: (N, Cout, Ho, Wo). Returns dx (N, Cin, H, W), dw (Cin, Cout, kh, kw), db.
 
-    The forward was a col2im of x_rows @ W, so the backward is its adjoint: im2col
-    of dout (an ordinary strided convolution), then two matrix products.
+    The forward was a col2im of W^T @ x, so the backward is its adjoint: im2col of
+    dout (an ordinary strided convolution), then two matrix products.
     """
-    (n, cin, h, wd), x_rows, w, stride, pad, has_bias = cache
+    (n, cin, h, wd), x_mat, w, stride, pad, has_bias = cache
     bk = backend.current()
-    dcols = bk.im2col(dout, w.shape[2:], stride, pad)  # (N*H*W, Cout*kh*kw)
-    dx_rows = dcols @ w.reshape(cin, -1).T  # (N*H*W, Cin)
-    dx = bk.xp.ascontiguousarray(dx_rows.reshape(n, h, wd, cin).transpose(0, 3, 1, 2))
-    dw = (x_rows.T @ dcols).reshape(w.shape)
+    dcols = bk.im2col(dout, w.shape[2:], stride, pad)  # (Cout*kh*kw, N*H*W)
+    dx = w.reshape(cin, -1) @ dcols  # (Cin, N*H*W)
+    dx = bk.xp.ascontiguousarray(dx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
+    dw = (x_mat @ dcols.T).reshape(w.shape)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db
 
@@ -211,6 +212,7 @@ def leaky_relu_backward(dout, cache):
 
 
 def relu_forward(x):
+    """out = max(x, 0). x: any shape."""
     return leaky_relu_forward(x, 0.0)
 
 
@@ -218,6 +220,7 @@ relu_backward = leaky_relu_backward
 
 
 def tanh_forward(x):
+    """out = tanh(x), in (-1, 1). x: any shape; the cache is the output."""
     out = backend.current().xp.tanh(x)
     return out, out
 
@@ -236,6 +239,7 @@ def sigmoid(x):
 
 
 def sigmoid_forward(x):
+    """out = sigmoid(x), in (0, 1). x: any shape; the cache is the output."""
     out = sigmoid(x)
     return out, out
 
@@ -263,6 +267,7 @@ def dropout_forward(x, p, training=True):
 
 
 def dropout_backward(dout, cache):
+    """The same mask (with its 1 / (1 - p) scale) multiplies the gradient."""
     mask = cache
     return dout if mask is None else dout * mask
 
@@ -304,4 +309,4 @@ def bce_with_logits_backward(cache, dloss=1.0):
     grad = sigmoid(logits) - targets
     if reduction == "mean":
         grad = grad / logits.size
-    return grad * dloss if dloss != 1.0 else grad
+    return grad * grad.dtype.type(dloss) if dloss != 1.0 else grad

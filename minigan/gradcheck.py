@@ -131,8 +131,8 @@ def _require_float64(named_arrays):
         dtype = getattr(array, "dtype", None)
         if dtype != np.float64:
             raise TypeError(
-                f"gradient checks need float64; {name} is {dtype} "
-                "(build the layer with dtype=np.float64 and pass a float64 input)"
+                f"gradient checks need float64 arrays; {name} is "
+                f"{dtype or type(array).__name__} (layers: build them with dtype=np.float64)"
             )
 
 
@@ -145,7 +145,8 @@ def _random_like(array, seed):
 def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
     """Check ``layer.backward`` (input gradient and every parameter's gradient).
 
-    x must be float64, like the layer's parameters. Randomness in the forward
+    x must be float64, like the layer's parameters. The analytic gradients are
+    left in the parameters' ``.grad`` (zeroed first). Randomness in the forward
     (dropout) is frozen by restarting the backend's random stream before every
     forward; the layer's parameters and buffers are restored afterwards.
     """
@@ -190,6 +191,12 @@ def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
     out, cache = forward(*inputs)
     g = _random_like(out, seed)
     grads = backward(g, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if not len(names) == len(inputs) == len(grads):
+        raise ValueError(
+            f"check_function: {len(inputs)} inputs, {len(names)} names and "
+            f"{len(grads)} gradients; they must match one to one"
+        )
 
     def loss_terms():
         return forward(*inputs)[0] * g
@@ -241,7 +248,7 @@ def _demo_layers():
         (nn.Dropout(0.5), image),
         (nn.Flatten(), image),
         (nn.Reshape(5, 18), image),
-        (nn.Upsample(2), image),
+        (nn.Upsample(scale_factor=2), image),
         (
             nn.Sequential(
                 nn.ConvTranspose2d(3, 4, 4, 2, 1, bias=False, dtype=f64),
@@ -266,7 +273,9 @@ def main(argv=None) -> int:
         description="Prove every hand-written backward pass with central finite differences "
         "(float64, random upstream gradient).",
     )
-    parser.add_argument("--backend", default=None, help="backend to check (default: current)")
+    parser.add_argument(
+        "--backend", choices=backend.available(), help="backend to check (default: current)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every tensor's check")
     args = parser.parse_args(argv)
     if args.backend:

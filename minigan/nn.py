@@ -77,12 +77,30 @@ class Module:
     def backward(self, grad_output):
         raise NotImplementedError
 
-    def saved(self):
-        """What the last forward kept for the backward; an error if there was none."""
+    def remember(self, out, cache):
+        """Keep what the backward needs, and the output's shape and dtype (which the
+        upstream gradient must have); returns ``out``."""
+        self._cache, self._out_spec = cache, (tuple(out.shape), out.dtype)
+        return out
+
+    def saved(self, grad_output):
+        """What the last forward kept for the backward, once ``grad_output`` is
+        checked against that forward's output; an error if there was no forward."""
         if self._cache is _NOT_RUN:
             raise RuntimeError(
                 f"{type(self).__name__}.backward() was called before forward(); "
                 "run the forward pass first"
+            )
+        shape, dtype = self._out_spec
+        if tuple(grad_output.shape) != shape:
+            raise ValueError(
+                f"{self!r}.backward: grad_output has shape {tuple(grad_output.shape)}, "
+                f"expected the forward output's shape {shape}"
+            )
+        if grad_output.dtype != dtype:
+            raise TypeError(
+                f"{self!r}.backward: grad_output is {grad_output.dtype}, expected the "
+                f"forward output's dtype {dtype}; convert it explicitly (g.astype(...))"
             )
         return self._cache
 
@@ -215,7 +233,7 @@ class Conv2d(Module):
     Ho = (H + 2*padding - kernel) // stride + 1.  weight: (out, in, kh, kw), bias: (out,)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 bias=True, dtype=np.float32):  # fmt: skip
+                 *, bias=True, dtype=np.float32):  # fmt: skip
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
@@ -238,11 +256,12 @@ class Conv2d(Module):
                     f"than the kernel ({k}); got input of shape {tuple(x.shape)}"
                 )
         bias = self.bias.data if self.bias is not None else None
-        out, self._cache = F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
-        return out
+        return self.remember(
+            *F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
+        )
 
     def backward(self, grad_output):
-        dx, dw, db = F.conv2d_backward(grad_output, self.saved())
+        dx, dw, db = F.conv2d_backward(grad_output, self.saved(grad_output))
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -264,7 +283,7 @@ class ConvTranspose2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, bias=True, dtype=np.float32):  # fmt: skip
+                 output_padding=0, *, bias=True, dtype=np.float32):  # fmt: skip
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
@@ -300,13 +319,14 @@ class ConvTranspose2d(Module):
                 f"{self.output_size(*x.shape[2:])}; reduce the padding"
             )
         bias = self.bias.data if self.bias is not None else None
-        out, self._cache = F.conv_transpose2d_forward(
-            x, self.weight.data, bias, self.stride, self.padding, self.output_padding
+        return self.remember(
+            *F.conv_transpose2d_forward(
+                x, self.weight.data, bias, self.stride, self.padding, self.output_padding
+            )
         )
-        return out
 
     def backward(self, grad_output):
-        dx, dw, db = F.conv_transpose2d_backward(grad_output, self.saved())
+        dx, dw, db = F.conv_transpose2d_backward(grad_output, self.saved(grad_output))
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -323,7 +343,7 @@ class ConvTranspose2d(Module):
 class Linear(Module):
     """y = x @ weight^T + bias.  x: (N, *, in) -> (N, *, out); weight: (out, in), bias: (out,)."""
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32):
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
         dtype, xp = _float_dtype(dtype), backend.current().xp
@@ -339,11 +359,10 @@ class Linear(Module):
             )
         self.check_dtype(x, self.weight)
         bias = self.bias.data if self.bias is not None else None
-        out, self._cache = F.linear_forward(x, self.weight.data, bias)
-        return out
+        return self.remember(*F.linear_forward(x, self.weight.data, bias))
 
     def backward(self, grad_output):
-        dx, dw, db = F.linear_backward(grad_output, self.saved())
+        dx, dw, db = F.linear_backward(grad_output, self.saved(grad_output))
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
@@ -368,9 +387,12 @@ class BatchNorm(Module):
     layouts: tuple[str, ...] = ()
     buffers = ("running_mean", "running_var", "num_batches_tracked")
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         self.num_features = _positive_int(num_features, "num_features")
-        self.eps, self.momentum = float(eps), momentum
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must be in [0, 1] or None, got {momentum!r}")
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
         dtype, xp = _float_dtype(dtype), backend.current().xp
         self.weight = Parameter(xp.ones(self.num_features, dtype=dtype))
         self.bias = Parameter(xp.zeros(self.num_features, dtype=dtype))
@@ -383,31 +405,30 @@ class BatchNorm(Module):
         self.check_dtype(x, self.weight)
         gamma, beta = self.weight.data, self.bias.data
         if not self.training:
-            out, self._cache = F.batchnorm_forward(
-                x, gamma, beta, self.eps, self.running_mean, self.running_var
+            return self.remember(
+                *F.batchnorm_forward(x, gamma, beta, self.eps, self.running_mean, self.running_var)
             )
-            return out
         count = x.size // self.num_features  # values per channel
         if count < 2:
             raise ValueError(
                 f"{self!r}: expected more than 1 value per channel when training, "
                 f"got input of shape {tuple(x.shape)}"
             )
-        out, self._cache = F.batchnorm_forward(x, gamma, beta, self.eps)
+        out, cache = F.batchnorm_forward(x, gamma, beta, self.eps)
         self.num_batches_tracked += 1
         if self.momentum is None:
             momentum = 1.0 / float(self.num_batches_tracked)
         else:
             momentum = self.momentum
-        unbiased_var = self._cache["var"] * (count / (count - 1))
+        unbiased_var = cache["var"] * (count / (count - 1))
         self.running_mean *= 1 - momentum
-        self.running_mean += momentum * self._cache["mean"]
+        self.running_mean += momentum * cache["mean"]
         self.running_var *= 1 - momentum
         self.running_var += momentum * unbiased_var
-        return out
+        return self.remember(out, cache)
 
     def backward(self, grad_output):
-        dx, dgamma, dbeta = F.batchnorm_backward(grad_output, self.saved())
+        dx, dgamma, dbeta = F.batchnorm_backward(grad_output, self.saved(grad_output))
         self.weight.grad += dgamma
         self.bias.grad += dbeta
         return dx
@@ -434,15 +455,15 @@ class BatchNorm2d(BatchNorm):
 class LeakyReLU(Module):
     """y = x for x > 0, negative_slope * x otherwise. Any shape."""
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
+        # inplace is accepted for PyTorch code and ignored: the output is always new.
         self.negative_slope = float(negative_slope)
 
     def forward(self, x):
-        out, self._cache = F.leaky_relu_forward(x, self.negative_slope)
-        return out
+        return self.remember(*F.leaky_relu_forward(x, self.negative_slope))
 
     def backward(self, grad_output):
-        return F.leaky_relu_backward(grad_output, self.saved())
+        return F.leaky_relu_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
@@ -451,8 +472,8 @@ class LeakyReLU(Module):
 class ReLU(LeakyReLU):
     """y = max(x, 0). Any shape."""
 
-    def __init__(self):
-        super().__init__(0.0)
+    def __init__(self, inplace=False):
+        super().__init__(0.0, inplace)
 
     def extra_repr(self):
         return ""
@@ -462,22 +483,20 @@ class Tanh(Module):
     """y = tanh(x), in (-1, 1). Any shape."""
 
     def forward(self, x):
-        out, self._cache = F.tanh_forward(x)
-        return out
+        return self.remember(*F.tanh_forward(x))
 
     def backward(self, grad_output):
-        return F.tanh_backward(grad_output, self.saved())
+        return F.tanh_backward(grad_output, self.saved(grad_output))
 
 
 class Sigmoid(Module):
     """y = 1 / (1 + exp(-x)), in (0, 1). Any shape."""
 
     def forward(self, x):
-        out, self._cache = F.sigmoid_forward(x)
-        return out
+        return self.remember(*F.sigmoid_forward(x))
 
     def backward(self, grad_output):
-        return F.sigmoid_backward(grad_output, self.saved())
+        return F.sigmoid_backward(grad_output, self.saved(grad_output))
 
 
 class Dropout(Module):
@@ -490,25 +509,33 @@ class Dropout(Module):
         self.p = float(p)
 
     def forward(self, x):
-        out, self._cache = F.dropout_forward(x, self.p, self.training)
-        return out
+        return self.remember(*F.dropout_forward(x, self.p, self.training))
 
     def backward(self, grad_output):
-        return F.dropout_backward(grad_output, self.saved())
+        return F.dropout_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
         return f"p={self.p}"
 
 
 class Flatten(Module):
-    """(N, *) -> (N, product of *)."""
+    """Flatten dimensions start_dim..end_dim into one; by default (N, *) -> (N, product of *)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
 
     def forward(self, x):
-        self._cache = x.shape
-        return x.reshape(x.shape[0], -1)
+        start, end = (d % x.ndim for d in (self.start_dim, self.end_dim))
+        shape = x.shape[:start] + (-1,) + x.shape[end + 1 :]
+        return self.remember(x.reshape(shape), x.shape)
 
     def backward(self, grad_output):
-        return grad_output.reshape(self.saved())
+        return grad_output.reshape(self.saved(grad_output))
+
+    def extra_repr(self):
+        if (self.start_dim, self.end_dim) == (1, -1):
+            return ""
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Reshape(Module):
@@ -516,6 +543,8 @@ class Reshape(Module):
     One entry of shape may be -1, inferred as in ``numpy.reshape``."""
 
     def __init__(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])  # Reshape((5, 5)) means Reshape(5, 5)
         self.shape = tuple(int(s) for s in shape)
         if self.shape.count(-1) > 1 or any(s < 1 and s != -1 for s in self.shape):
             raise ValueError(f"Reshape: sizes must be positive with at most one -1, got {shape}")
@@ -529,11 +558,10 @@ class Reshape(Module):
                 f"{self!r}: cannot reshape input of shape {tuple(x.shape)} "
                 f"to (N, {', '.join(map(str, self.shape))})"
             )
-        self._cache = x.shape
-        return x.reshape(x.shape[0], *self.shape)
+        return self.remember(x.reshape(x.shape[0], *self.shape), x.shape)
 
     def backward(self, grad_output):
-        return grad_output.reshape(self.saved())
+        return grad_output.reshape(self.saved(grad_output))
 
     def extra_repr(self):
         return ", ".join(map(str, self.shape))
@@ -542,7 +570,9 @@ class Reshape(Module):
 class Upsample(Module):
     """Nearest-neighbour upsampling by whole factors: (N, C, H, W) -> (N, C, H*sh, W*sw)."""
 
-    def __init__(self, scale_factor=2, mode="nearest"):
+    def __init__(self, size=None, scale_factor=None, mode="nearest"):
+        if size is not None or scale_factor is None:
+            raise ValueError("Upsample needs scale_factor= (size= is not supported)")
         if mode != "nearest":
             raise ValueError(f"Upsample supports mode='nearest' only, got {mode!r}")
         factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2
@@ -555,11 +585,10 @@ class Upsample(Module):
 
     def forward(self, x):
         self.check_input(x, "NCHW")
-        out, self._cache = F.upsample_nearest_forward(x, self.scale_factor)
-        return out
+        return self.remember(*F.upsample_nearest_forward(x, self.scale_factor))
 
     def backward(self, grad_output):
-        return F.upsample_nearest_backward(grad_output, self.saved())
+        return F.upsample_nearest_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
         return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
@@ -580,6 +609,8 @@ class Sequential(Module):
             yield str(i), layer
 
     def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
         return self.layers[index]
 
     def __len__(self):

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from . import backend
+from .nn import Module, Parameter
 
 
 class Optimizer:
     def __init__(self, params, lr):
+        name = type(self).__name__
+        if isinstance(params, Module):
+            raise TypeError(f"{name} takes model.parameters(), not the model itself")
         self.params = list(params)
         if not self.params:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+            raise ValueError(f"{name} got an empty parameter list")
+        for p in self.params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{name} takes Parameters, got a {type(p).__name__}")
         if lr < 0:
             raise ValueError(f"learning rate must be >= 0, got {lr}")
-        self.lr = lr
+        # Plain Python floats: a NumPy float64 hyperparameter would upcast float32 math.
+        self.lr = float(lr)
 
     def zero_grad(self):
         for p in self.params:
@@ -30,9 +38,9 @@ class SGD(Optimizer):
     p <- p - lr * buf
     """
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params, lr, momentum=0.0, *, weight_decay=0.0):
         super().__init__(params, lr)
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.momentum_buffers = [None] * len(self.params)
 
     def step(self):
@@ -58,7 +66,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
         xp = backend.current().xp
         self.exp_avg = [xp.zeros_like(p.data) for p in self.params]
         self.exp_avg_sq = [xp.zeros_like(p.data) for p in self.params]

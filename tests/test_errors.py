@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minigan import nn
+from minigan import nn, optim
 
 
 def _x(*shape, dtype=np.float32):
@@ -37,7 +37,7 @@ BAD_INPUTS = [
     ),
     (lambda: nn.BatchNorm1d(3), _x(2, 4), r"BatchNorm1d\(3.*\(N, C=3\) or \(N, C=3, L\).*\(2, 4\)"),
     (lambda: nn.BatchNorm1d(3), _x(1, 3), r"BatchNorm1d.*more than 1 value per channel.*\(1, 3\)"),
-    (lambda: nn.Upsample(2), _x(2, 3, 4), r"Upsample.*\(N, C, H, W\).*\(2, 3, 4\)"),
+    (lambda: nn.Upsample(scale_factor=2), _x(2, 3, 4), r"Upsample.*\(N, C, H, W\).*\(2, 3, 4\)"),
     (lambda: nn.Reshape(3, 5), _x(2, 14), r"Reshape\(3, 5\).*\(2, 14\).*\(N, 3, 5\)"),
     (lambda: nn.Reshape(-1, 4), _x(2, 14), r"Reshape\(-1, 4\).*\(2, 14\).*\(N, -1, 4\)"),
 ]
@@ -77,7 +77,7 @@ def test_dtype_mismatch_is_refused_not_upcast(layer):
         nn.Dropout(),
         nn.Flatten(),
         nn.Reshape(1),
-        nn.Upsample(2),
+        nn.Upsample(scale_factor=2),
         nn.Sequential(nn.Tanh()),
     ],  # fmt: skip
     ids=lambda layer: type(layer).__name__,
@@ -109,11 +109,14 @@ def test_loss_target_shape_mismatch():
         (lambda: nn.Conv2d(1, 1, 3, stride=(1, 0)), "stride must be >= 1"),
         (lambda: nn.Conv2d(1, 1, 3, padding=-1), "padding must be >= 0"),
         (lambda: nn.Conv2d(1, 1, (3, 3, 3)), r"kernel_size must be an int or an \(h, w\) pair"),
+        (lambda: nn.Conv2d(1, 1, (2.5, 3)), r"kernel_size must be .* pair of ints, got \(2.5, 3\)"),
+        (lambda: nn.BatchNorm2d(2, momentum=2), r"momentum must be in \[0, 1\] or None"),
+        (lambda: nn.Upsample(2), "Upsample needs scale_factor="),
         (lambda: nn.ConvTranspose2d(1, 1, 3, stride=2, output_padding=2), "smaller than stride"),
         (lambda: nn.Linear(2, 2, dtype=np.int32), "dtype must be float32 or float64, got int32"),
         (lambda: nn.Dropout(1.5), r"dropout probability must be in \[0, 1\]"),
-        (lambda: nn.Upsample(1.5), "scale_factor must be a positive whole number"),
-        (lambda: nn.Upsample(2, mode="bilinear"), "mode='nearest' only"),
+        (lambda: nn.Upsample(scale_factor=1.5), "scale_factor must be a positive whole number"),
+        (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), "mode='nearest' only"),
         (lambda: nn.BCEWithLogitsLoss(reduction="none"), "reduction must be 'mean' or 'sum'"),
         (lambda: nn.Reshape(-1, -1), "at most one -1"),
     ],
@@ -146,7 +149,33 @@ def test_integer_like_sizes_are_accepted():
 def test_gradcheck_refuses_float32():
     from minigan import gradcheck
 
-    with pytest.raises(TypeError, match="gradient checks need float64; input is float32"):
+    with pytest.raises(TypeError, match="gradient checks need float64 arrays; input is float32"):
         gradcheck.check_layer(nn.Tanh(), _x(2, 3))
     with pytest.raises(TypeError, match="weight is float32"):
         gradcheck.check_layer(nn.Linear(3, 2), _x(2, 3, dtype=np.float64))
+
+
+@pytest.mark.parametrize(
+    "layer, x",
+    [(nn.Tanh(), _x(4)), (nn.BatchNorm1d(3), _x(4, 3) + np.arange(4, dtype=np.float32)[:, None]),
+     (nn.Upsample(scale_factor=2), _x(1, 1, 2, 2)), (nn.Linear(3, 2), _x(4, 3))],
+    ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else "",
+)  # fmt: skip
+def test_backward_checks_grad_output_against_the_forward_output(layer, x):
+    out = layer(x)
+    with pytest.raises(ValueError, match=rf"grad_output has shape .*expected .*{tuple(out.shape)}"):
+        layer.backward(np.ones(out.shape + (1,), dtype=out.dtype))
+    with pytest.raises(
+        TypeError, match="grad_output is float64, expected the forward output's dtype float32"
+    ):
+        layer.backward(np.ones(out.shape, dtype=np.float64))
+
+
+def test_optimizer_arguments():
+    layer = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"takes model.parameters\(\), not the model"):
+        optim.Adam(layer)
+    with pytest.raises(TypeError, match="takes Parameters, got a ndarray"):
+        optim.SGD([np.zeros(2)], lr=0.1)
+    with pytest.raises(ValueError, match=r"betas must be in \[0, 1\)"):
+        optim.Adam(layer.parameters(), betas=(1.5, 0.9))

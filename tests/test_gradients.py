@@ -69,7 +69,7 @@ def test_gradcheck_catches_a_batchnorm_backward_missing_its_mean_term():
     class MissingMeanTerm(nn.BatchNorm1d):
         def backward(self, grad_output):
             dx = super().backward(grad_output)
-            cache = self.saved()
+            cache = self.saved(grad_output)
             return dx + (grad_output * cache["gamma"] * cache["inv_std"]).mean(axis=0)
 
     layer = MissingMeanTerm(3, dtype=np.float64)
@@ -83,3 +83,12 @@ def test_gradcheck_restores_the_layer():
     gradcheck.check_layer(layer, np.random.default_rng(2).standard_normal((2, 2, 3, 3)))
     after = layer.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_check_function_single_gradient_and_mismatched_names():
+    x = np.random.default_rng(4).standard_normal((2, 3))
+    report = gradcheck.check_function(F.tanh_forward, F.tanh_backward, [x], names=["x"])
+    assert report.ok and len(report) == 1
+    w, b = np.ones((2, 3)), np.zeros(2)
+    with pytest.raises(ValueError, match="3 inputs, 1 names and 3 gradients"):
+        gradcheck.check_function(F.linear_forward, F.linear_backward, [x, w, b], names=["x"])

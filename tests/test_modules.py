@@ -189,3 +189,43 @@ def test_optimizers_keep_float32(optimizer, backend_name):
 def test_optimizer_refuses_empty_parameters():
     with pytest.raises(ValueError, match="Adam got an empty parameter list"):
         optim.Adam(nn.ReLU().parameters())
+
+
+def test_sequential_slices_are_sequential():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    head = model[:2]
+    assert isinstance(head, nn.Sequential) and head[0] is model[0]
+    assert head(np.ones((2, 3), dtype=np.float32)).shape == (2, 4)
+
+
+def test_pytorch_style_arguments():
+    """What the PyTorch DCGAN example writes works here too."""
+    assert nn.ReLU(True)(np.array([-1.0, 2.0])).tolist() == [0.0, 2.0]
+    assert nn.LeakyReLU(0.2, inplace=True).negative_slope == 0.2
+    x = np.zeros((2, 3, 4, 5), dtype=np.float32)
+    assert nn.Flatten()(x).shape == (2, 60) and nn.Flatten(0)(x).shape == (120,)
+    assert nn.Flatten(1, 2)(x).shape == (2, 12, 5)
+    assert nn.Reshape((4, 15))(x).shape == (2, 4, 15)
+
+
+def test_relu_of_infinities():
+    out = nn.ReLU()(np.array([-np.inf, np.inf, -1.0], dtype=np.float32))
+    assert out.tolist() == [0.0, np.inf, 0.0] and not np.signbit(out).any()
+
+
+def test_numpy_scalar_hyperparameters_do_not_upcast():
+    layer = nn.Linear(2, 2)
+    opts = [
+        optim.SGD(layer.parameters(), lr=np.float64(0.1), momentum=np.float64(0.9),
+                  weight_decay=np.float64(1e-4)),
+        optim.Adam(layer.parameters(), lr=np.float64(1e-3), betas=np.array([0.5, 0.999])),
+    ]  # fmt: skip
+    loss_fn = nn.BCEWithLogitsLoss()
+    for opt in opts:
+        loss_fn(layer(np.ones((3, 2), dtype=np.float32)), 1.0)
+        grad = loss_fn.backward(np.float64(0.5))
+        assert grad.dtype == np.float32
+        layer.backward(grad)
+        opt.step()
+        assert all(p.data.dtype == np.float32 for p in layer.parameters())
+    assert all(b.dtype == np.float32 for b in opts[0].momentum_buffers)

@@ -1,0 +1,1 @@
+"""Models built from minigan.nn layers."""

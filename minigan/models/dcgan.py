@@ -1,0 +1,157 @@
+"""The DCGAN of Radford, Metz & Chintala (2016), from minigan's own layers.
+
+The paper's guidelines, as the PyTorch DCGAN example implements them:
+  - no pooling: strided convolutions down in D, transposed convolutions up in G;
+  - batch norm everywhere except G's output layer and D's input layer;
+  - ReLU in G with a Tanh output (images live in [-1, 1]); LeakyReLU(0.2) in D;
+  - no hidden fully connected layers; conv layers without bias (batch norm's
+    shift makes a bias redundant);
+  - weights from N(0, 0.02) (``init.dcgan_init``).
+D returns *logits*: sigmoid + binary cross-entropy is computed together, stably,
+by ``nn.BCEWithLogitsLoss``.
+
+Layouts, so results and weights compare with the PyTorch DCGAN example (the layers
+sit in ``.main``, giving the same ``main.0.weight`` state-dict keys):
+  image_size = 4 * 2^L (16, 32, 64, 128): G grows 4x4 -> image by doubling, halving
+  the channels down to ngf; D mirrors it.
+  image_size = 28 (MNIST): G 7x7 -> 14x14 -> 28x28; D 28 -> 14 -> 7 -> 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init, nn
+
+SUPPORTED_SIZES = (16, 28, 32, 64, 128)
+
+
+def _doublings(image_size):
+    """L with image_size = 4 * 2^L, or a clear error for a size this model cannot make."""
+    if image_size not in SUPPORTED_SIZES:
+        raise ValueError(
+            f"image size {image_size} is not supported; choose one of "
+            f"{', '.join(map(str, SUPPORTED_SIZES))}"
+        )
+    return int(np.log2(image_size // 4))
+
+
+def _up(cin, cout, dtype, kernel=4, stride=2, padding=1):
+    return [
+        nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=False, dtype=dtype),
+        nn.BatchNorm2d(cout, dtype=dtype),
+        nn.ReLU(),
+    ]
+
+
+def _down(cin, cout, dtype, kernel=4, stride=2, padding=1):
+    return [
+        nn.Conv2d(cin, cout, kernel, stride, padding, bias=False, dtype=dtype),
+        nn.BatchNorm2d(cout, dtype=dtype),
+        nn.LeakyReLU(0.2),
+    ]
+
+
+class Generator(nn.Module):
+    """z: (N, nz, 1, 1) noise -> (N, channels, image_size, image_size) images in [-1, 1]."""
+
+    def __init__(self, nz=100, ngf=64, channels=3, image_size=64, dtype=np.float32):
+        self.nz, self.ngf, self.channels, self.image_size = nz, ngf, channels, image_size
+        if image_size == 28:
+            layers = [
+                *_up(nz, 4 * ngf, dtype, kernel=7, stride=1, padding=0),  # 7x7
+                *_up(4 * ngf, 2 * ngf, dtype),  # 14x14
+                nn.ConvTranspose2d(2 * ngf, channels, 4, 2, 1, bias=False, dtype=dtype),
+            ]
+        else:
+            n = _doublings(image_size)
+            width = ngf * 2 ** (n - 1)
+            layers = _up(nz, width, dtype, stride=1, padding=0)  # 4x4
+            while width > ngf:
+                layers += _up(width, width // 2, dtype)
+                width //= 2
+            layers.append(nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False, dtype=dtype))
+        self.main = nn.Sequential(*layers, nn.Tanh())
+        init.dcgan_init(self)
+
+    def forward(self, z):
+        return self.main(z)
+
+    def backward(self, grad_output):
+        return self.main.backward(grad_output)
+
+    def extra_repr(self):
+        return (
+            f"nz={self.nz}, ngf={self.ngf}, channels={self.channels}, image_size={self.image_size}"
+        )
+
+    def summary(self, file=None):
+        return summary(self, (1, self.nz, 1, 1), file)
+
+
+class Discriminator(nn.Module):
+    """x: (N, channels, image_size, image_size) images -> (N, 1) logits (real > 0 > fake)."""
+
+    def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32):
+        self.ndf, self.channels, self.image_size = ndf, channels, image_size
+        if image_size == 28:
+            layers = [
+                nn.Conv2d(channels, 2 * ndf, 4, 2, 1, bias=False, dtype=dtype),  # 14x14
+                nn.LeakyReLU(0.2),
+                *_down(2 * ndf, 4 * ndf, dtype),  # 7x7
+                nn.Conv2d(4 * ndf, 1, 7, 1, 0, bias=False, dtype=dtype),
+            ]
+        else:
+            n = _doublings(image_size)
+            layers = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False, dtype=dtype), nn.LeakyReLU(0.2)]
+            width = ndf
+            for _ in range(n - 1):
+                layers += _down(width, width * 2, dtype)
+                width *= 2
+            layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False, dtype=dtype))  # 1x1
+        self.main = nn.Sequential(*layers, nn.Flatten())
+        init.dcgan_init(self)
+
+    def forward(self, x):
+        return self.main(x)
+
+    def backward(self, grad_output):
+        return self.main.backward(grad_output)
+
+    def extra_repr(self):
+        return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"
+
+    def summary(self, file=None):
+        return summary(self, (1, self.channels, self.image_size, self.image_size), file)
+
+
+def summary(model, input_shape, file=None) -> str:
+    """A per-layer table (layer, output shape, parameters) with totals, like Keras's.
+
+    Runs one sample through the model in eval mode (so no statistics change) and
+    prints the table to ``file`` (stdout by default); also returns it.
+    """
+    from .. import backend
+
+    was_training = [m.training for m in model.modules()]
+    model.eval()
+    x = backend.current().xp.zeros(input_shape, dtype=next(model.parameters()).dtype)
+    rows = []
+    for i, layer in enumerate(model.main):
+        x = layer(x)
+        rows.append(
+            (f"{i}: {type(layer).__name__}", str((None, *x.shape[1:])), layer.num_parameters())
+        )
+    for m, mode in zip(model.modules(), was_training):
+        m.training = mode
+    width = max(len(r[0]) for r in rows) + 2
+    line = "-" * (width + 36)
+    text = [f"{type(model).__name__}({model.extra_repr()})", line]
+    text.append(f"{'layer':<{width}}{'output shape':<22}{'parameters':>14}")
+    text.append(line)
+    text += [f"{name:<{width}}{shape:<22}{count:>14,}" for name, shape, count in rows]
+    text.append(line)
+    text.append(f"{'total parameters':<{width + 22}}{model.num_parameters():>14,}")
+    table = "\n".join(text)
+    print(table, file=file)
+    return table
