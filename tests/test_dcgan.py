@@ -2,6 +2,7 @@
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +300,18 @@ def test_slerp_stays_on_the_sphere():
     np.testing.assert_allclose(path[0], z0[0]) and np.testing.assert_allclose(
         path[-1], z1[0], atol=1e-12
     )
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed (apt-get install it)",
+)
+def test_cli_trains_on_fashion_mnist_from_debian(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path / "empty-cache"))
+    out = tmp_path / "run"
+    assert (
+        train.main(["--dataset", "fashion-mnist", *TINY, "--max-steps", "2", "--out", str(out)])
+        == 0
+    )
+    assert "DCGAN on fashion-mnist (60000 images, 28x28x1)" in capsys.readouterr().out
+    assert (out / "samples" / "final.png").is_file()
