@@ -20,6 +20,8 @@ Pick a backend with ``minigan.backend.use("numpy")`` or the environment variable
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 
 import numpy as np
@@ -206,13 +208,26 @@ class NumpyBackend:
 
 
 _BACKENDS = {"numpy": NumpyBackend}
+# Backends in modules of their own, imported on first use (importing numba or cupy
+# takes a while): name -> (module, class, the package it needs).
+_LAZY = {"numba": ("minigan.backend_numba", "NumbaBackend", "numba")}
 _instances: dict[str, NumpyBackend] = {}
 _current: NumpyBackend | None = None
 
 
 def available() -> list[str]:
-    """Names that ``use`` accepts."""
-    return sorted(_BACKENDS)
+    """Names that ``use`` accepts: the backends whose packages are installed."""
+    lazy = [name for name, (_, _, package) in _LAZY.items() if importlib.util.find_spec(package)]
+    return sorted({*_BACKENDS, *lazy})
+
+
+def _backend_class(name):
+    if name not in _BACKENDS and name in available():
+        module, cls, _ = _LAZY[name]
+        _BACKENDS[name] = getattr(importlib.import_module(module), cls)
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
+    return _BACKENDS[name]
 
 
 def use(name: str, seed: int | None = None) -> NumpyBackend:
@@ -223,10 +238,9 @@ def use(name: str, seed: int | None = None) -> NumpyBackend:
     backend that is current when a layer is built: choose the backend first.
     """
     global _current
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
+    backend_class = _backend_class(name)
     if name not in _instances:
-        _instances[name] = _BACKENDS[name](seed)
+        _instances[name] = backend_class(seed)
     elif seed is not None:
         _instances[name].seed(seed)
     _current = _instances[name]
@@ -236,7 +250,7 @@ def use(name: str, seed: int | None = None) -> NumpyBackend:
 def auto() -> str:
     """The fastest backend that works here: a GPU one, else the compiled CPU one, else NumPy."""
     for name in ("cupy", "numba", "numpy"):
-        if name in _BACKENDS and _BACKENDS[name].usable():
+        if name in available() and _backend_class(name).usable():
             return name
     return "numpy"
 

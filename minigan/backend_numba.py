@@ -1,0 +1,244 @@
+"""The Numba backend: the NumPy backend with its hot kernels compiled for the CPU.
+
+Matrix products stay in BLAS (NumPy's ``@``); what BLAS cannot do is compiled here:
+im2col and col2im (padding handled inline, no padded copy), batch norm forward and
+backward (one pass over each channel's values instead of NumPy's several
+temporaries), LeakyReLU and the Adam update (fused element-wise loops). Each kernel
+has a twin in ``NumpyBackend`` that the tests compare it with.
+
+Threads. Kernels and BLAS run one after the other, never at the same time, but an
+idle thread pool that *spins* steals the core the other pool needs. Measured here,
+Numba's OpenMP layer made a batch-norm kernel ~16x slower next to BLAS. So the
+threading layer is ``workqueue`` (its workers sleep when idle) unless the user set
+``NUMBA_THREADING_LAYER``; the thread count is Numba's default, every core the
+process may use (``NUMBA_NUM_THREADS`` overrides it). Compiled kernels are cached on
+disk (``cache=True``), so only the first run on a machine pays the compile time.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+from .backend import NumpyBackend  # noqa: E402
+
+# ---- convolution ------------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols):
+    """cols[(c, u, v), (n, i, j)] = x[n, c, i*sh + u - top, j*sw + v - left], 0 outside."""
+    n, c, h, w = x.shape
+    for row in prange(c * kh * kw):
+        ci, u, v = row // (kh * kw), (row // kw) % kh, row % kw
+        col = 0
+        for ni in range(n):
+            for i in range(ho):
+                hi = i * sh + u - top
+                inside = 0 <= hi < h
+                for j in range(wo):
+                    wi = j * sw + v - left
+                    cols[row, col] = x[ni, ci, hi, wi] if inside and 0 <= wi < w else 0
+                    col += 1
+
+
+@njit(parallel=True, cache=True)
+def _col2im(cols, kh, kw, sh, sw, top, left, ho, wo, x):
+    """x[n, c, i*sh + u - top, j*sw + v - left] += cols[(c, u, v), (n, i, j)].
+
+    One thread per (n, c) image plane: each plane is written by one thread only, so
+    the sum needs no atomics and comes out the same on every run."""
+    n, c, h, w = x.shape
+    for plane in prange(n * c):
+        ni, ci = plane // c, plane % c
+        for u in range(kh):
+            for v in range(kw):
+                row = (ci * kh + u) * kw + v
+                col = ni * ho * wo
+                for i in range(ho):
+                    hi = i * sh + u - top
+                    if 0 <= hi < h:
+                        for j in range(wo):
+                            wi = j * sw + v - left
+                            if 0 <= wi < w:
+                                x[ni, ci, hi, wi] += cols[row, col + j]
+                    col += wo
+
+
+# ---- batch normalisation ------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _batchnorm_forward(x, gamma, beta, eps, out, x_hat, mean, var, inv_std):
+    """x: (N, C, M) viewed as channels; per channel: mean, biased variance, then
+    x_hat = (x - mean) * inv_std and out = gamma * x_hat + beta. Sums in float64."""
+    n, c, m = x.shape
+    count = n * m
+    for ci in prange(c):
+        total = 0.0
+        for ni in range(n):
+            for k in range(m):
+                total += x[ni, ci, k]
+        mu = total / count
+        squares = 0.0
+        for ni in range(n):
+            for k in range(m):
+                d = x[ni, ci, k] - mu
+                squares += d * d
+        sigma2 = squares / count
+        istd = 1.0 / np.sqrt(sigma2 + eps)
+        g, b = gamma[ci], beta[ci]
+        for ni in range(n):
+            for k in range(m):
+                xh = (x[ni, ci, k] - mu) * istd
+                x_hat[ni, ci, k] = xh
+                out[ni, ci, k] = xh * g + b
+        mean[ci], var[ci], inv_std[ci] = mu, sigma2, istd
+
+
+@njit(parallel=True, cache=True)
+def _batchnorm_backward(grad_out, x_hat, gamma, inv_std, dx, dgamma, dbeta):
+    """dx = gamma * inv_std / M * (M * g - sum(g) - x_hat * sum(g * x_hat)), per channel."""
+    n, c, m = grad_out.shape
+    count = n * m
+    for ci in prange(c):
+        sum_g, sum_gx = 0.0, 0.0
+        for ni in range(n):
+            for k in range(m):
+                g = grad_out[ni, ci, k]
+                sum_g += g
+                sum_gx += g * x_hat[ni, ci, k]
+        scale = gamma[ci] * inv_std[ci] / count
+        for ni in range(n):
+            for k in range(m):
+                dx[ni, ci, k] = scale * (
+                    count * grad_out[ni, ci, k] - sum_g - x_hat[ni, ci, k] * sum_gx
+                )
+        dgamma[ci], dbeta[ci] = sum_gx, sum_g
+
+
+# ---- element-wise -----------------------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu(x, slope, out):
+    for k in prange(x.size):
+        if x[k] > 0:
+            out[k] = x[k]
+        else:
+            out[k] = x[k] * slope if slope != 0 else 0  # ReLU(-inf) is 0, not -inf * 0
+
+
+@njit(parallel=True, cache=True)
+def _leaky_relu_backward(grad_out, x, slope, dx):
+    for k in prange(x.size):
+        dx[k] = grad_out[k] if x[k] > 0 else grad_out[k] * slope
+
+
+@njit(parallel=True, cache=True)
+def _adam_update(param, grad, m, v, lr, beta1, beta2, eps, bias_correction1, bias_correction2_sqrt):
+    step_size = lr / bias_correction1
+    for k in prange(param.size):
+        g = grad[k]
+        m[k] = beta1 * m[k] + (1 - beta1) * g
+        v[k] = beta2 * v[k] + (1 - beta2) * g * g
+        param[k] -= step_size * m[k] / (np.sqrt(v[k]) / bias_correction2_sqrt + eps)
+
+
+def _flat(a):
+    """A contiguous 1-D view (a copy only if ``a`` is not contiguous)."""
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def _channels(a):
+    """(N, C, *spatial) as a contiguous (N, C, M) array."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+class NumbaBackend(NumpyBackend):
+    """NumPy arrays, BLAS matrix products, Numba-compiled kernels."""
+
+    name = "numba"
+
+    @staticmethod
+    def threads() -> int:
+        return numba.get_num_threads()
+
+    def im2col(self, x, kernel_size, stride, padding):
+        (kh, kw), (sh, sw) = kernel_size, stride
+        (top, bottom), (left, right) = padding
+        n, c, h, w = x.shape
+        ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+        cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
+        _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols)
+        return cols
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding):
+        (kh, kw), (sh, sw) = kernel_size, stride
+        (top, bottom), (left, right) = padding
+        n, c, h, w = x_shape
+        ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+        x = np.zeros(x_shape, dtype=cols.dtype)
+        _col2im(np.ascontiguousarray(cols), kh, kw, sh, sw, top, left, ho, wo, x)
+        return x
+
+    def batchnorm_forward(self, x, gamma, beta, eps):
+        x3 = _channels(x)
+        out, x_hat = np.empty_like(x3), np.empty_like(x3)
+        c = x3.shape[1]
+        mean, var, inv_std = (np.empty(c, dtype=x.dtype) for _ in range(3))
+        _batchnorm_forward(x3, gamma, beta, eps, out, x_hat, mean, var, inv_std)
+        return out.reshape(x.shape), mean, var, x_hat.reshape(x.shape), inv_std
+
+    def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
+        g3 = _channels(grad_out)
+        dx = np.empty_like(g3)
+        c = g3.shape[1]
+        dgamma, dbeta = np.empty(c, dtype=g3.dtype), np.empty(c, dtype=g3.dtype)
+        _batchnorm_backward(g3, _channels(x_hat), gamma, inv_std, dx, dgamma, dbeta)
+        return dx.reshape(grad_out.shape), dgamma, dbeta
+
+    def leaky_relu(self, x, negative_slope):
+        out = np.empty(x.shape, dtype=x.dtype)
+        _leaky_relu(_flat(x), x.dtype.type(negative_slope), out.reshape(-1))
+        return out
+
+    def leaky_relu_backward(self, grad_out, x, negative_slope):
+        dx = np.empty(x.shape, dtype=grad_out.dtype)
+        _leaky_relu_backward(
+            _flat(grad_out), _flat(x), grad_out.dtype.type(negative_slope), dx.reshape(-1)
+        )
+        return dx
+
+    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
+        assert param.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous
+        t = param.dtype.type
+        _adam_update(
+            param.reshape(-1), _flat(grad), m.reshape(-1), v.reshape(-1), t(lr), t(beta1), t(beta2),
+            t(eps), t(1 - beta1**step), t((1 - beta2**step) ** 0.5),
+        )  # fmt: skip
+
+    def warm_up(self) -> float:
+        """Compile (or load from the disk cache) every kernel for float32 and float64;
+        returns the seconds it took."""
+        import time
+
+        start = time.perf_counter()
+        for dtype in (np.float32, np.float64):
+            x = np.ones((2, 2, 3, 3), dtype=dtype)
+            cols = self.im2col(x, (2, 2), (1, 1), ((1, 0), (0, 1)))
+            self.col2im(cols, x.shape, (2, 2), (1, 1), ((1, 0), (0, 1)))
+            out, _, _, x_hat, inv_std = self.batchnorm_forward(
+                x, x[0, :, 0, 0], x[0, :, 0, 0], 1e-5
+            )
+            self.batchnorm_backward(out, x_hat, x[0, :, 0, 0], inv_std)
+            self.leaky_relu_backward(x, self.leaky_relu(x, 0.2), 0.2)
+            p, m, v = x.copy(), x.copy(), x.copy()
+            self.adam_update(p, x, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
+        return time.perf_counter() - start

@@ -1,0 +1,111 @@
+"""Every fast backend's kernels against their NumPy reference twins."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigan import backend
+from minigan.backend import NumpyBackend
+
+FAST = [name for name in backend.available() if name != "numpy"]
+REFERENCE = NumpyBackend()
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+@pytest.fixture(params=FAST)
+def fast(request):
+    with backend.using(request.param) as bk:
+        yield bk
+
+
+def _random(data, shape, dtype):
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def _same(ours, reference, dtype, tol=None):
+    ours, reference = np.asarray(ours), np.asarray(reference)
+    assert ours.shape == reference.shape and ours.dtype == reference.dtype == dtype
+    np.testing.assert_allclose(ours, reference, **(tol or TOL[dtype]))
+
+
+@st.composite
+def conv_geometry(draw):
+    n, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad = (
+        (draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        (draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+    )
+    h = draw(st.integers(max(1, kh - sum(pad[0])), 9))
+    w = draw(st.integers(max(1, kw - sum(pad[1])), 9))
+    return (n, c, h, w), (kh, kw), stride, pad
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_im2col_and_col2im(fast, dtype, data):
+    shape, kernel, stride, pad = data.draw(conv_geometry())
+    x = _random(data, shape, dtype)
+    cols = REFERENCE.im2col(x, kernel, stride, pad)
+    _same(fast.im2col(x, kernel, stride, pad), cols, dtype)
+    _same(
+        fast.im2col(x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2), kernel, stride, pad),
+        cols,
+        dtype,
+    )
+    other = _random(data, cols.shape, dtype)
+    _same(
+        fast.col2im(other, shape, kernel, stride, pad),
+        REFERENCE.col2im(other, shape, kernel, stride, pad),
+        dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_batchnorm(fast, dtype, data):
+    shape = data.draw(st.sampled_from([(4, 3), (2, 3, 5), (2, 3, 4, 4), (1, 2, 3, 1)]))
+    x = _random(data, shape, dtype) * data.draw(st.sampled_from([0.01, 1.0, 100.0])) + 3
+    gamma, beta = _random(data, shape[1], dtype), _random(data, shape[1], dtype)
+    ours, reference = (
+        fast.batchnorm_forward(x, gamma, beta, 1e-5),
+        REFERENCE.batchnorm_forward(x, gamma, beta, 1e-5),
+    )
+    # In float32, x = 3 + 0.01 z keeps only ~3 digits of z: the kernels may sum in
+    # different precisions (Numba's sums are float64) and differ in the 4th digit.
+    tol = dict(rtol=1e-3, atol=1e-3) if dtype == np.float32 else None
+    for a, b in zip(ours, reference):
+        _same(a, b, dtype, tol)
+    g = _random(data, shape, dtype)
+    _, _, _, x_hat, inv_std = reference
+    for a, b in zip(fast.batchnorm_backward(g, x_hat, gamma, inv_std),
+                    REFERENCE.batchnorm_backward(g, x_hat, gamma, inv_std)):  # fmt: skip
+        _same(a, b, dtype, tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("slope", [0.0, 0.2, 1.5])
+def test_leaky_relu(fast, dtype, slope):
+    x = np.array([[-np.inf, -2.0, -0.0, 0.0, 1e-30, 3.0, np.inf]], dtype=dtype)
+    _same(fast.leaky_relu(x, slope), REFERENCE.leaky_relu(x, slope), dtype)
+    g = np.arange(7, dtype=dtype).reshape(1, 7)
+    _same(fast.leaky_relu_backward(g, x, slope), REFERENCE.leaky_relu_backward(g, x, slope), dtype)
+    xt = np.random.default_rng(0).standard_normal((3, 4)).astype(dtype).T  # not contiguous
+    _same(fast.leaky_relu(xt, slope), REFERENCE.leaky_relu(xt, slope), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update(fast, dtype):
+    rng = np.random.default_rng(1)
+    states = [[rng.standard_normal((3, 5)).astype(dtype) for _ in range(3)] for _ in range(2)]
+    states[1] = [a.copy() for a in states[0]]
+    for step in range(1, 4):
+        grad = rng.standard_normal((3, 5)).astype(dtype)
+        for bk, (p, m, v) in zip((fast, REFERENCE), states):
+            bk.adam_update(p, grad, m, v, lr=1e-2, beta1=0.5, beta2=0.999, eps=1e-8, step=step)
+    for a, b in zip(*states):
+        _same(a, b, dtype)
