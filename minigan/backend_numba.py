@@ -30,21 +30,40 @@ from .backend import NumpyBackend  # noqa: E402
 # ---- convolution ------------------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def _valid(size, k, stride, pad, out_size):
+    """The output positions i whose input row i*stride + k - pad lies inside [0, size)."""
+    lo = max(0, (pad - k + stride - 1) // stride)
+    hi = min(out_size, (size - 1 + pad - k) // stride + 1)
+    return lo, max(lo, hi)
+
+
 @njit(parallel=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols):
-    """cols[(c, u, v), (n, i, j)] = x[n, c, i*sh + u - top, j*sw + v - left], 0 outside."""
+    """cols[(c, u, v), (n, i, j)] = x[n, c, i*sh + u - top, j*sw + v - left], 0 outside.
+
+    One thread per row of cols (one channel and kernel offset). The range of output
+    positions that read inside the image is worked out up front, so the inner loop
+    is a plain strided copy with no bounds test; the rest is zero padding.
+    """
     n, c, h, w = x.shape
     for row in prange(c * kh * kw):
         ci, u, v = row // (kh * kw), (row // kw) % kh, row % kw
-        col = 0
+        i_lo, i_hi = _valid(h, u, sh, top, ho)
+        j_lo, j_hi = _valid(w, v, sw, left, wo)
         for ni in range(n):
+            base = ni * ho * wo
             for i in range(ho):
-                hi = i * sh + u - top
-                inside = 0 <= hi < h
-                for j in range(wo):
-                    wi = j * sw + v - left
-                    cols[row, col] = x[ni, ci, hi, wi] if inside and 0 <= wi < w else 0
-                    col += 1
+                start = base + i * wo
+                if i < i_lo or i >= i_hi:
+                    cols[row, start : start + wo] = 0
+                    continue
+                cols[row, start : start + j_lo] = 0
+                cols[row, start + j_hi : start + wo] = 0
+                hi, wi = i * sh + u - top, j_lo * sw + v - left
+                for j in range(j_lo, j_hi):
+                    cols[row, start + j] = x[ni, ci, hi, wi]
+                    wi += sw
 
 
 @njit(parallel=True, cache=True)
@@ -52,22 +71,22 @@ def _col2im(cols, kh, kw, sh, sw, top, left, ho, wo, x):
     """x[n, c, i*sh + u - top, j*sw + v - left] += cols[(c, u, v), (n, i, j)].
 
     One thread per (n, c) image plane: each plane is written by one thread only, so
-    the sum needs no atomics and comes out the same on every run."""
+    the sum needs no atomics and comes out the same on every run. As in im2col, the
+    positions that land inside the image are worked out before the inner loop."""
     n, c, h, w = x.shape
     for plane in prange(n * c):
         ni, ci = plane // c, plane % c
         for u in range(kh):
+            i_lo, i_hi = _valid(h, u, sh, top, ho)
             for v in range(kw):
+                j_lo, j_hi = _valid(w, v, sw, left, wo)
                 row = (ci * kh + u) * kw + v
-                col = ni * ho * wo
-                for i in range(ho):
-                    hi = i * sh + u - top
-                    if 0 <= hi < h:
-                        for j in range(wo):
-                            wi = j * sw + v - left
-                            if 0 <= wi < w:
-                                x[ni, ci, hi, wi] += cols[row, col + j]
-                    col += wo
+                for i in range(i_lo, i_hi):
+                    start = ni * ho * wo + i * wo
+                    hi, wi = i * sh + u - top, j_lo * sw + v - left
+                    for j in range(j_lo, j_hi):
+                        x[ni, ci, hi, wi] += cols[row, start + j]
+                        wi += sw
 
 
 # ---- batch normalisation ------------------------------------------------------------------------

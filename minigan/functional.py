@@ -60,19 +60,23 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     return out, (x.shape, w, cols, stride, pad, b is not None)
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """dout: (N, F, Ho, Wo). Returns dx (N, C, H, W), dw (F, C, kh, kw), db (F,) or None.
 
     With out = W @ cols:  dW = dout @ cols^T,  dcols = W^T @ dout,
     and col2im adds each column of dcols back onto the pixels its patch came from.
+    input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
     x_shape, w, cols, stride, pad, has_bias = cache
     f, _, kh, kw = w.shape
     dout = dout.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*Ho*Wo)
-    dw = (dout @ cols.T).reshape(w.shape)
-    db = dout.sum(axis=1) if has_bias else None
-    dcols = w.reshape(f, -1).T @ dout  # (C*kh*kw, N*Ho*Wo)
-    dx = backend.current().col2im(dcols, x_shape, (kh, kw), stride, pad)
+    dx = dw = db = None
+    if weight_grad:
+        dw = (dout @ cols.T).reshape(w.shape)
+        db = dout.sum(axis=1) if has_bias else None
+    if input_grad:
+        dcols = w.reshape(f, -1).T @ dout  # (C*kh*kw, N*Ho*Wo)
+        dx = backend.current().col2im(dcols, x_shape, (kh, kw), stride, pad)
     return dx, dw, db
 
 
@@ -120,19 +124,23 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     return out, (x.shape, x_mat, w, stride, pad, b is not None)
 
 
-def conv_transpose2d_backward(dout, cache):
+def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """dout: (N, Cout, Ho, Wo). Returns dx (N, Cin, H, W), dw (Cin, Cout, kh, kw), db.
 
     The forward was a col2im of W^T @ x, so the backward is its adjoint: im2col of
     dout (an ordinary strided convolution), then two matrix products.
+    input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
     (n, cin, h, wd), x_mat, w, stride, pad, has_bias = cache
     bk = backend.current()
     dcols = bk.im2col(dout, w.shape[2:], stride, pad)  # (Cout*kh*kw, N*H*W)
-    dx = w.reshape(cin, -1) @ dcols  # (Cin, N*H*W)
-    dx = bk.xp.ascontiguousarray(dx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
-    dw = (x_mat @ dcols.T).reshape(w.shape)
-    db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    dx = dw = db = None
+    if input_grad:
+        dx = w.reshape(cin, -1) @ dcols  # (Cin, N*H*W)
+        dx = bk.xp.ascontiguousarray(dx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
+    if weight_grad:
+        dw = (x_mat @ dcols.T).reshape(w.shape)
+        db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw, db
 
 
@@ -147,13 +155,15 @@ def linear_forward(x, w, b):
     return out, (x, w, b is not None)
 
 
-def linear_backward(dout, cache):
-    """Returns dx (N, *, in), dw (out, in), db (out,) or None."""
+def linear_backward(dout, cache, input_grad=True, weight_grad=True):
+    """Returns dx (N, *, in), dw (out, in), db (out,) or None (also when skipped)."""
     x, w, has_bias = cache
-    dx = dout @ w
-    dout_rows, x_rows = dout.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
-    dw = dout_rows.T @ x_rows
-    db = dout_rows.sum(axis=0) if has_bias else None
+    dx = dout @ w if input_grad else None
+    dw = db = None
+    if weight_grad:
+        dout_rows, x_rows = dout.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+        dw = dout_rows.T @ x_rows
+        db = dout_rows.sum(axis=0) if has_bias else None
     return dx, dw, db
 
 

@@ -24,6 +24,7 @@ class Parameter:
     def __init__(self, data):
         self.data = data
         self.grad = backend.current().xp.zeros_like(data)
+        self.requires_grad = True  # False: backward leaves .grad alone (and may skip it)
 
     @property
     def shape(self):
@@ -74,8 +75,24 @@ class Module:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
+        """d loss / d input from d loss / d output; adds the parameter gradients into
+        their ``.grad``. ``input_grad=False`` skips the input gradient (returns None):
+        the first layer of a model whose input is data needs none."""
         raise NotImplementedError
+
+    def add_grads(self, **grads):
+        """Add each gradient into the parameter of that name, if it wants one."""
+        for name, grad in grads.items():
+            param = getattr(self, name)
+            if param is not None and grad is not None and param.requires_grad:
+                param.grad += grad
+
+    def requires_grad_(self, requires_grad=True):
+        """Switch gradient accumulation for every parameter (e.g. freeze D while G learns)."""
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
 
     def remember(self, out, cache):
         """Keep what the backward needs, and the output's shape and dtype (which the
@@ -260,11 +277,10 @@ class Conv2d(Module):
             *F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
         )
 
-    def backward(self, grad_output):
-        dx, dw, db = F.conv2d_backward(grad_output, self.saved(grad_output))
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+    def backward(self, grad_output, input_grad=True):
+        cache = self.saved(grad_output)
+        dx, dw, db = F.conv2d_backward(grad_output, cache, input_grad, self.weight.requires_grad)
+        self.add_grads(weight=dw, bias=db)
         return dx
 
     def extra_repr(self):
@@ -325,11 +341,12 @@ class ConvTranspose2d(Module):
             )
         )
 
-    def backward(self, grad_output):
-        dx, dw, db = F.conv_transpose2d_backward(grad_output, self.saved(grad_output))
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+    def backward(self, grad_output, input_grad=True):
+        cache = self.saved(grad_output)
+        dx, dw, db = F.conv_transpose2d_backward(
+            grad_output, cache, input_grad, self.weight.requires_grad
+        )
+        self.add_grads(weight=dw, bias=db)
         return dx
 
     def extra_repr(self):
@@ -361,11 +378,10 @@ class Linear(Module):
         bias = self.bias.data if self.bias is not None else None
         return self.remember(*F.linear_forward(x, self.weight.data, bias))
 
-    def backward(self, grad_output):
-        dx, dw, db = F.linear_backward(grad_output, self.saved(grad_output))
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+    def backward(self, grad_output, input_grad=True):
+        cache = self.saved(grad_output)
+        dx, dw, db = F.linear_backward(grad_output, cache, input_grad, self.weight.requires_grad)
+        self.add_grads(weight=dw, bias=db)
         return dx
 
     def extra_repr(self):
@@ -427,10 +443,9 @@ class BatchNorm(Module):
         self.running_var += momentum * unbiased_var
         return self.remember(out, cache)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         dx, dgamma, dbeta = F.batchnorm_backward(grad_output, self.saved(grad_output))
-        self.weight.grad += dgamma
-        self.bias.grad += dbeta
+        self.add_grads(weight=dgamma, bias=dbeta)
         return dx
 
     def extra_repr(self):
@@ -462,7 +477,7 @@ class LeakyReLU(Module):
     def forward(self, x):
         return self.remember(*F.leaky_relu_forward(x, self.negative_slope))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return F.leaky_relu_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
@@ -485,7 +500,7 @@ class Tanh(Module):
     def forward(self, x):
         return self.remember(*F.tanh_forward(x))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return F.tanh_backward(grad_output, self.saved(grad_output))
 
 
@@ -495,7 +510,7 @@ class Sigmoid(Module):
     def forward(self, x):
         return self.remember(*F.sigmoid_forward(x))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return F.sigmoid_backward(grad_output, self.saved(grad_output))
 
 
@@ -511,7 +526,7 @@ class Dropout(Module):
     def forward(self, x):
         return self.remember(*F.dropout_forward(x, self.p, self.training))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return F.dropout_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
@@ -529,7 +544,7 @@ class Flatten(Module):
         shape = x.shape[:start] + (-1,) + x.shape[end + 1 :]
         return self.remember(x.reshape(shape), x.shape)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return grad_output.reshape(self.saved(grad_output))
 
     def extra_repr(self):
@@ -560,7 +575,7 @@ class Reshape(Module):
             )
         return self.remember(x.reshape(x.shape[0], *self.shape), x.shape)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return grad_output.reshape(self.saved(grad_output))
 
     def extra_repr(self):
@@ -587,7 +602,7 @@ class Upsample(Module):
         self.check_input(x, "NCHW")
         return self.remember(*F.upsample_nearest_forward(x, self.scale_factor))
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad=True):
         return F.upsample_nearest_backward(grad_output, self.saved(grad_output))
 
     def extra_repr(self):
@@ -624,9 +639,9 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, grad_output):
-        for layer in reversed(self.layers):
-            grad_output = layer.backward(grad_output)
+    def backward(self, grad_output, input_grad=True):
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad_output = self.layers[i].backward(grad_output, input_grad or i > 0)
         return grad_output
 
     def __repr__(self):

@@ -101,7 +101,7 @@ def test_leaky_relu(fast, dtype, slope):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_update(fast, dtype):
     rng = np.random.default_rng(1)
-    states = [[rng.standard_normal((3, 5)).astype(dtype) for _ in range(3)] for _ in range(2)]
+    states = [[abs(rng.standard_normal((3, 5))).astype(dtype) for _ in range(3)] for _ in range(2)]
     states[1] = [a.copy() for a in states[0]]
     for step in range(1, 4):
         grad = rng.standard_normal((3, 5)).astype(dtype)

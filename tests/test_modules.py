@@ -229,3 +229,39 @@ def test_numpy_scalar_hyperparameters_do_not_upcast():
         opt.step()
         assert all(p.data.dtype == np.float32 for p in layer.parameters())
     assert all(b.dtype == np.float32 for b in opts[0].momentum_buffers)
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [(lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 4)),
+     (lambda: nn.ConvTranspose2d(2, 3, 3, stride=2), (2, 2, 3, 3)),
+     (lambda: nn.Linear(4, 3), (5, 4)), (lambda: nn.BatchNorm1d(4), (5, 4))],
+    ids=["Conv2d", "ConvTranspose2d", "Linear", "BatchNorm1d"],
+)  # fmt: skip
+def test_frozen_parameters_and_skipped_input_gradients(make, shape, backend_name):
+    layer = make()
+    x = backend.current().from_numpy(
+        np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    )
+    g = backend.current().from_numpy(
+        np.random.default_rng(1).standard_normal(layer(x).shape).astype(np.float32)
+    )
+    dx = _host(layer.backward(g))
+    grads = [_host(p.grad).copy() for p in layer.parameters()]
+    layer.requires_grad_(False)
+    np.testing.assert_allclose(_host(layer.backward(g)), dx, rtol=1e-6)  # dx is unchanged
+    assert all(
+        np.array_equal(_host(p.grad), before) for p, before in zip(layer.parameters(), grads)
+    )
+    layer.requires_grad_(True)
+    layer.backward(g, input_grad=False)  # the parameter gradients still come
+    assert all(
+        np.allclose(_host(p.grad), 2 * before) for p, before in zip(layer.parameters(), grads)
+    )
+
+
+def test_sequential_skips_only_the_first_input_gradient():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Conv2d(2, 1, 3))
+    out = model(np.ones((1, 1, 5, 5), dtype=np.float32))
+    assert model.backward(np.ones_like(out), input_grad=False) is None
+    assert model[0].weight.grad.any()  # the first layer still learns

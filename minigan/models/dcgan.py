@@ -77,8 +77,8 @@ class Generator(nn.Module):
     def forward(self, z):
         return self.main(z)
 
-    def backward(self, grad_output):
-        return self.main.backward(grad_output)
+    def backward(self, grad_output, input_grad=True):
+        return self.main.backward(grad_output, input_grad)
 
     def extra_repr(self):
         return (
@@ -115,8 +115,8 @@ class Discriminator(nn.Module):
     def forward(self, x):
         return self.main(x)
 
-    def backward(self, grad_output):
-        return self.main.backward(grad_output)
+    def backward(self, grad_output, input_grad=True):
+        return self.main.backward(grad_output, input_grad)
 
     def extra_repr(self):
         return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"

@@ -1,0 +1,433 @@
+"""minigan against PyTorch on the CPU: a whole DCGAN training step, and layer by layer.
+
+    python benchmarks/run.py              # the full run (a few minutes); writes benchmarks/results/
+    python benchmarks/run.py --quick      # one step of everything: proves it still runs (CI)
+
+The step is the DCGAN issue's: D on a real batch and on G(z), one Adam step, then G
+through the updated D, one Adam step; the same architecture, batch, initialisation
+(DCGAN's N(0, 0.02)) and algorithm for every framework. PyTorch runs the same
+``torch.nn`` layers, copied from minigan's weights (skipped with a note when it is
+not installed). Every (framework, thread count) series is timed round-robin, one
+step of each per repetition, so machine noise hits all alike; tables report medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from minigan import backend, nn  # noqa: E402
+from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
+from minigan.train import GANTrainer  # noqa: E402
+
+CONFIGS = [  # name, image size, channels, ngf = ndf, batch
+    ("28x28x1 ngf=ndf=32 batch 128", 28, 1, 32, 128),
+    ("28x28x1 ngf=ndf=64 batch 128", 28, 1, 64, 128),
+    ("64x64x3 ngf=ndf=64 batch 64", 64, 3, 64, 64),
+]
+CORES = len(os.sched_getaffinity(0))
+
+
+# ---- threads ----
+
+
+def set_threads(framework, n):
+    """Thread count for the next step: BLAS for every framework, plus Numba's pool or torch's."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
+    if framework == "minigan-numba":
+        import numba
+
+        numba.set_num_threads(n)
+    elif framework == "torch":
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def frameworks():
+    names = [f"minigan-{name}" for name in ("numpy", "numba") if name in backend.available()]
+    try:
+        import torch
+
+        return names + ["torch"], f"PyTorch {torch.__version__}"
+    except ImportError:
+        return names, "PyTorch not installed: its columns are skipped (pip install -e '.[compare]')"
+
+
+# ---- one training step per framework ----
+
+
+def torch_twin(module):
+    """torch.nn copies of minigan's Sequential of layers, with the same weights."""
+    import torch
+
+    tn = torch.nn
+    layers = []
+    for layer in module:
+        kind = type(layer).__name__
+        if kind == "Conv2d":
+            twin = tn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                             layer.stride, layer.padding, bias=False)  # fmt: skip
+        elif kind == "ConvTranspose2d":
+            twin = tn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                                      layer.stride, layer.padding, bias=False)  # fmt: skip
+        elif kind == "BatchNorm2d":
+            twin = tn.BatchNorm2d(layer.num_features)
+        else:
+            twin = {"ReLU": tn.ReLU, "Tanh": tn.Tanh, "Flatten": tn.Flatten}.get(kind)
+            twin = twin() if twin else tn.LeakyReLU(layer.negative_slope)
+        twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+        layers.append(twin)
+    return tn.Sequential(*layers)
+
+
+def make_step(framework, size, channels, width, batch):
+    """A function that runs one training step of ``framework`` on a fixed real batch."""
+    backend.use("numpy" if framework == "torch" else framework.split("-")[1], seed=0)
+    G, D = Generator(100, width, channels, size), Discriminator(width, channels, size)
+    real = np.random.default_rng(0).uniform(-1, 1, (batch, channels, size, size)).astype(np.float32)
+    if framework != "torch":
+        trainer = GANTrainer(G, D)
+        bk = backend.current()
+
+        def step():
+            backend.use(bk.name)  # the backend these models live on (kept, not reseeded)
+            trainer.step(real)
+
+        return step
+    import torch
+
+    G_t, D_t = torch_twin(G.main), torch_twin(D.main)
+    opt_g = torch.optim.Adam(G_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = torch.nn.BCEWithLogitsLoss()
+    real_t, ones, zeros = torch.from_numpy(real), torch.ones(batch, 1), torch.zeros(batch, 1)
+
+    def step():
+        opt_d.zero_grad()
+        bce(D_t(real_t), ones).backward()
+        fake = G_t(torch.randn(batch, 100, 1, 1))
+        bce(D_t(fake.detach()), zeros).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        D_t.requires_grad_(False)  # as minigan's trainer: D's weight gradients are not needed
+        bce(D_t(fake), ones).backward()
+        D_t.requires_grad_(True)
+        opt_g.step()
+
+    return step
+
+
+def interleaved(series, repeats, warmup):
+    """series: {(framework, threads): step}. Median seconds of each, timed round-robin."""
+    times = {key: [] for key in series}
+    for rep in range(warmup + repeats):
+        for (framework, threads), step in series.items():
+            set_threads(framework, threads)
+            start = time.perf_counter()
+            step()
+            if rep >= warmup:
+                times[(framework, threads)].append(time.perf_counter() - start)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+def training_steps(names, threads, repeats, warmup, configs):
+    rows = []
+    for name, size, channels, width, batch in configs:
+        series = {
+            (fw, n): make_step(fw, size, channels, width, batch) for fw in names for n in threads
+        }
+        medians = interleaved(series, repeats, warmup)
+        row = {"config": name, "ms": {f"{fw}@{n}": medians[(fw, n)] * 1e3 for fw, n in medians}}
+        best = {fw: min(medians[(fw, n)] for n in threads) * 1e3 for fw in names}
+        row["best_ms"] = best
+        if "torch" in best:
+            row["ratio_vs_torch"] = {fw: best[fw] / best["torch"] for fw in names if fw != "torch"}
+        rows.append(row)
+        print(f"  {name}: " + ", ".join(f"{fw} {ms:.0f} ms" for fw, ms in best.items()), flush=True)
+    return rows
+
+
+# ---- layer by layer ----
+
+LAYERS = [  # name, factory, input (C, H, W) at 64x64 with ngf = ndf = 64, batch 64
+    ("D Conv2d 3->64, 64x64", lambda: nn.Conv2d(3, 64, 4, 2, 1, bias=False), (3, 64, 64)),
+    ("D Conv2d 64->128, 32x32", lambda: nn.Conv2d(64, 128, 4, 2, 1, bias=False), (64, 32, 32)),
+    ("D Conv2d 128->256, 16x16", lambda: nn.Conv2d(128, 256, 4, 2, 1, bias=False), (128, 16, 16)),
+    ("D Conv2d 256->512, 8x8", lambda: nn.Conv2d(256, 512, 4, 2, 1, bias=False), (256, 8, 8)),
+    (
+        "G ConvT 100->512, 1x1",
+        lambda: nn.ConvTranspose2d(100, 512, 4, 1, 0, bias=False),
+        (100, 1, 1),
+    ),
+    (
+        "G ConvT 512->256, 4x4",
+        lambda: nn.ConvTranspose2d(512, 256, 4, 2, 1, bias=False),
+        (512, 4, 4),
+    ),
+    (
+        "G ConvT 256->128, 8x8",
+        lambda: nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False),
+        (256, 8, 8),
+    ),
+    (
+        "G ConvT 128->64, 16x16",
+        lambda: nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
+        (128, 16, 16),
+    ),
+    ("G ConvT 64->3, 32x32", lambda: nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False), (64, 32, 32)),
+    ("BatchNorm2d 128, 16x16", lambda: nn.BatchNorm2d(128), (128, 16, 16)),
+    ("LeakyReLU(0.2) 128x16x16", lambda: nn.LeakyReLU(0.2), (128, 16, 16)),
+]
+
+
+def conv_flops(layer, x_shape, out_shape):
+    """Floating-point operations of one forward: 2 x multiply-adds (the backward is 2 of these)."""
+    if isinstance(layer, nn.Conv2d):
+        pixels = out_shape[0] * out_shape[2] * out_shape[3]
+    elif isinstance(layer, nn.ConvTranspose2d):
+        pixels = x_shape[0] * x_shape[2] * x_shape[3]
+    else:
+        return None
+    return (
+        2
+        * pixels
+        * layer.in_channels
+        * layer.out_channels
+        * layer.kernel_size[0]
+        * layer.kernel_size[1]
+    )
+
+
+def layer_pair(framework, make, shape):
+    """(forward, backward) callables for one layer of one framework."""
+    backend.use("numpy" if framework == "torch" else framework.split("-")[1], seed=0)
+    layer = make()
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if framework == "torch":
+        import torch
+
+        twin = torch_twin([layer])
+        x_t = torch.from_numpy(x).requires_grad_(True)
+        state = {}
+
+        def forward():
+            state["out"] = twin(x_t)
+
+        def backward():
+            state["out"].backward(torch.ones_like(state["out"]))
+
+        return forward, backward, layer
+    bk = backend.current()
+    xb = bk.from_numpy(x)
+    state = {}
+
+    def forward():
+        backend.use(bk.name)
+        state["out"] = layer(xb)
+
+    def backward():
+        backend.use(bk.name)
+        layer.backward(bk.xp.ones_like(state["out"]))
+
+    return forward, backward, layer
+
+
+def layers(names, threads, repeats, warmup, batch):
+    rows = []
+    for name, make, chw in LAYERS:
+        shape = (batch, *chw)
+        pairs = {(fw, threads): layer_pair(fw, make, shape) for fw in names}
+        series = {}
+        for key, (forward, backward, _) in pairs.items():
+            series[(key[0] + " fwd", threads)] = forward
+            series[(key[0] + " fwd+bwd", threads)] = lambda f=forward, b=backward: (f(), b())
+        medians = interleaved({k: v for k, v in series.items()}, repeats, warmup)
+        layer = next(iter(pairs.values()))[2]
+        out_shape = layer(np.zeros(shape, np.float32)).shape
+        flops = conv_flops(layer, shape, out_shape)
+        row = {"layer": name, "flops_forward": flops}
+        for fw in names:
+            fwd = medians[(fw + " fwd", threads)]
+            both = medians[(fw + " fwd+bwd", threads)]
+            row[fw] = {"forward_ms": fwd * 1e3, "backward_ms": max(both - fwd, 0) * 1e3}
+            if flops:
+                row[fw]["gflops"] = 3 * flops / both / 1e9
+        rows.append(row)
+    return rows
+
+
+# ---- the machine, compile time, memory ----
+
+
+def sgemm_rate(threads, n=2048):
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    with threadpool_limits(threads):
+        a @ a
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+
+    return {
+        "cpu": cpu, "cores": CORES, "python": platform.python_version(), "numpy": np.__version__,
+        "numba": numba.__version__, "blas": _blas(),
+        "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", ""),
+        "sgemm_gflops": {n: round(sgemm_rate(n), 1) for n in sorted({1, CORES})},
+    }  # fmt: skip
+
+
+def _blas():
+    from threadpoolctl import threadpool_info
+
+    info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return f"{info[0]['internal_api']} {info[0]['version']}" if info else "unknown"
+
+
+def compile_seconds():
+    """First-call cost of the Numba kernels: compiling from scratch (an empty cache
+    directory), and loading them from the on-disk cache as later runs do."""
+    code = "from minigan.backend_numba import NumbaBackend as B; print(B().warm_up())"
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cold = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True, cwd=HERE.parent).stdout)  # fmt: skip
+        warm = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                    text=True, check=True, cwd=HERE.parent).stdout)  # fmt: skip
+    return {"compile_s": round(cold, 2), "from_cache_s": round(warm, 3)}
+
+
+def peak_rss_mb(framework, config, steps):
+    """Peak resident memory of a fresh process that builds the models and runs training steps."""
+    name, size, channels, width, batch = config
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent.
+    code = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import run; "
+        f"step = run.make_step({framework!r}, {size}, {channels}, {width}, {batch}); "
+        f"[step() for _ in range({steps})]; "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=HERE.parent)  # fmt: skip
+    return int(out.stdout.strip()) / 1024
+
+
+# ---- report ----
+
+
+def markdown(result) -> str:
+    m, names = result["machine"], result["frameworks"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']} "
+        f"({m['blas']}), Numba {m['numba']}; {result['torch']}.",
+        "SGEMM 2048: "
+        + ", ".join(f"{v} GFLOP/s on {k} thread(s)" for k, v in m["sgemm_gflops"].items())
+        + f". Numba kernels: {result['numba_compile']['compile_s']} s to compile, "
+        f"{result['numba_compile']['from_cache_s']} s from the disk cache.",
+        "",
+        f"**DCGAN training step**, median of {result['repeats']} steps after {result['warmup']} "
+        "warm-up, each framework at its best thread count (1 or all cores; both in the JSON); "
+        "ratio = minigan / PyTorch (<= 1.0: minigan is as fast or faster).",
+        "",
+    ]
+    header = ["config", *(f"{fw} ms" for fw in names)]
+    if "torch" in names:
+        header += [f"{fw} / torch" for fw in names if fw != "torch"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in result["steps"]:
+        cells = [row["config"], *(f"{row['best_ms'][fw]:.0f}" for fw in names)]
+        cells += [
+            f"{row['ratio_vs_torch'][fw]:.2f}"
+            for fw in names
+            if fw != "torch" and "ratio_vs_torch" in row
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Peak memory (RSS) of a process that builds the models and runs 3 steps, MB:", ""]
+    lines += ["| config | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for config, mem in result["memory"].items():
+        lines.append(f"| {config} | " + " | ".join(f"{mem[fw]:.0f}" for fw in names) + " |")
+    lines += ["", f"**Layers** at the 64x64 DCGAN's shapes, batch {result['layer_batch']}, "
+              f"{result['layer_threads']} thread(s): forward / backward ms, and achieved GFLOP/s "
+              "of forward+backward for the convolutions.", ""]  # fmt: skip
+    lines += ["| layer | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
+    for row in result["layers"]:
+        cells = []
+        for fw in names:
+            r = row[fw]
+            cell = f"{r['forward_ms']:.1f} / {r['backward_ms']:.1f}"
+            cells.append(cell + (f" ({r['gflops']:.0f} GF/s)" if "gflops" in r else ""))
+        lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="one step of everything, small configs (CI)"
+    )
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per series (median)")
+    parser.add_argument(
+        "--out", default=str(HERE / "results"), help="folder for latest.json / latest.md"
+    )
+    args = parser.parse_args(argv)
+    names, torch_note = frameworks()
+    if args.quick:
+        repeats, warmup, configs = 1, 0, [("16x16x1 ngf=ndf=4 batch 8", 16, 1, 4, 8)]
+        layer_batch, threads = 2, [1]
+    else:
+        repeats, warmup, configs = args.repeats, 2, CONFIGS
+        layer_batch, threads = 64, sorted({1, CORES})
+    print(f"{', '.join(names)}; {torch_note}", flush=True)
+    result = {"frameworks": names, "torch": torch_note, "repeats": repeats, "warmup": warmup,
+              "layer_batch": layer_batch, "layer_threads": max(threads)}  # fmt: skip
+    result["machine"] = machine()
+    result["numba_compile"] = compile_seconds()
+    print("training steps", flush=True)
+    result["steps"] = training_steps(names, threads, repeats, warmup, configs)
+    print("memory", flush=True)
+    result["memory"] = {
+        c[0]: {fw: peak_rss_mb(fw, c, 1 if args.quick else 3) for fw in names} for c in configs
+    }
+    print("layers", flush=True)
+    result["layers"] = layers(names, max(threads), repeats, warmup, layer_batch)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(result, indent=1))
+    (out / "latest.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    main()
