@@ -165,35 +165,30 @@ def training_steps(names, threads, repeats, warmup, configs):
 
 # ---- layer by layer ----
 
-LAYERS = [  # name, factory, input (C, H, W) at 64x64 with ngf = ndf = 64, batch 64
-    ("D Conv2d 3->64, 64x64", lambda: nn.Conv2d(3, 64, 4, 2, 1, bias=False), (3, 64, 64)),
-    ("D Conv2d 64->128, 32x32", lambda: nn.Conv2d(64, 128, 4, 2, 1, bias=False), (64, 32, 32)),
-    ("D Conv2d 128->256, 16x16", lambda: nn.Conv2d(128, 256, 4, 2, 1, bias=False), (128, 16, 16)),
-    ("D Conv2d 256->512, 8x8", lambda: nn.Conv2d(256, 512, 4, 2, 1, bias=False), (256, 8, 8)),
-    (
-        "G ConvT 100->512, 1x1",
-        lambda: nn.ConvTranspose2d(100, 512, 4, 1, 0, bias=False),
-        (100, 1, 1),
-    ),
-    (
-        "G ConvT 512->256, 4x4",
-        lambda: nn.ConvTranspose2d(512, 256, 4, 2, 1, bias=False),
-        (512, 4, 4),
-    ),
-    (
-        "G ConvT 256->128, 8x8",
-        lambda: nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False),
-        (256, 8, 8),
-    ),
-    (
-        "G ConvT 128->64, 16x16",
-        lambda: nn.ConvTranspose2d(128, 64, 4, 2, 1, bias=False),
-        (128, 16, 16),
-    ),
-    ("G ConvT 64->3, 32x32", lambda: nn.ConvTranspose2d(64, 3, 4, 2, 1, bias=False), (64, 32, 32)),
-    ("BatchNorm2d 128, 16x16", lambda: nn.BatchNorm2d(128), (128, 16, 16)),
-    ("LeakyReLU(0.2) 128x16x16", lambda: nn.LeakyReLU(0.2), (128, 16, 16)),
-]
+
+def dcgan_layers(batch):
+    """(name, factory, input shape) of every convolution of the 64x64 DCGAN (ngf = ndf = 64)
+    and of its first batch norm and LeakyReLU, read off the models themselves."""
+    import copy
+
+    backend.use("numpy", seed=0)
+    models = {
+        "G": (Generator(100, 64, 3, 64), np.zeros((batch, 100, 1, 1), np.float32)),
+        "D": (Discriminator(64, 3, 64), np.zeros((batch, 3, 64, 64), np.float32)),
+    }
+    found, seen = [], set()
+    for side, (model, x) in models.items():
+        for layer in model.main:
+            kind = type(layer).__name__
+            wanted = (
+                kind in ("Conv2d", "ConvTranspose2d") or kind in {"BatchNorm2d", "LeakyReLU"} - seen
+            )
+            if wanted:
+                seen.add(kind)
+                name = f"{side} {kind} {x.shape[1]}ch {x.shape[2]}x{x.shape[3]}"
+                found.append((name, lambda layer=layer: copy.deepcopy(layer), x.shape))
+            x = layer(x)
+    return found
 
 
 def conv_flops(layer, x_shape, out_shape):
@@ -250,8 +245,7 @@ def layer_pair(framework, make, shape):
 
 def layers(names, threads, repeats, warmup, batch):
     rows = []
-    for name, make, chw in LAYERS:
-        shape = (batch, *chw)
+    for name, make, shape in dcgan_layers(batch):
         pairs = {(fw, threads): layer_pair(fw, make, shape) for fw in names}
         series = {}
         for key, (forward, backward, _) in pairs.items():
@@ -300,6 +294,8 @@ def machine():
         pass
     import numba
 
+    if "numba" in backend.available():
+        import minigan.backend_numba  # noqa: F401  (sets its threading layer default)
     return {
         "cpu": cpu, "cores": CORES, "python": platform.python_version(), "numpy": np.__version__,
         "numba": numba.__version__, "blas": _blas(),
