@@ -300,7 +300,7 @@ def machine():
         "cpu": cpu, "cores": CORES, "python": platform.python_version(), "numpy": np.__version__,
         "numba": numba.__version__, "blas": _blas(),
         "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", ""),
-        "sgemm_gflops": {n: round(sgemm_rate(n), 1) for n in sorted({1, CORES})},
+        "sgemm_gflops": {str(n): round(sgemm_rate(n), 1) for n in sorted({1, CORES})},
     }  # fmt: skip
 
 
@@ -369,7 +369,8 @@ def markdown(result) -> str:
             if fw != "torch" and "ratio_vs_torch" in row
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Peak memory (RSS) of a process that builds the models and runs 3 steps, MB:", ""]
+    lines += ["", "Peak memory (RSS) of a process that builds the models and runs "
+              f"{result['memory_steps']} training steps, MB:", ""]  # fmt: skip
     lines += ["| config | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]
     for config, mem in result["memory"].items():
         lines.append(f"| {config} | " + " | ".join(f"{mem[fw]:.0f}" for fw in names) + " |")
@@ -382,7 +383,10 @@ def markdown(result) -> str:
         for fw in names:
             r = row[fw]
             cell = f"{r['forward_ms']:.1f} / {r['backward_ms']:.1f}"
-            cells.append(cell + (f" ({r['gflops']:.0f} GF/s)" if "gflops" in r else ""))
+            if "gflops" in r:
+                share = r["gflops"] / m["sgemm_gflops"][str(result["layer_threads"])]
+                cell += f" ({r['gflops']:.0f} GF/s, {share:.0%} of SGEMM)"
+            cells.append(cell)
         lines.append(f"| {row['layer']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -412,9 +416,8 @@ def main(argv=None):
     print("training steps", flush=True)
     result["steps"] = training_steps(names, threads, repeats, warmup, configs)
     print("memory", flush=True)
-    result["memory"] = {
-        c[0]: {fw: peak_rss_mb(fw, c, 1 if args.quick else 3) for fw in names} for c in configs
-    }
+    steps = result["memory_steps"] = 1 if args.quick else 3
+    result["memory"] = {c[0]: {fw: peak_rss_mb(fw, c, steps) for fw in names} for c in configs}
     print("layers", flush=True)
     result["layers"] = layers(names, max(threads), repeats, warmup, layer_batch)
     out = Path(args.out)

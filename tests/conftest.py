@@ -29,3 +29,13 @@ def backend_name(request):
     """The name of each backend in turn; the test body runs with it current."""
     with backend.using(request.param):
         yield request.param
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_compiled_kernels():
+    """Compile (or load from Numba's disk cache) every kernel once, up front, so no
+    single test carries the JIT cost."""
+    if "numba" in backend.available():
+        from minigan.backend_numba import NumbaBackend
+
+        NumbaBackend().warm_up()
