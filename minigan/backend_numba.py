@@ -21,7 +21,6 @@ import os
 
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 
-import numba  # noqa: E402
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
@@ -184,10 +183,6 @@ class NumbaBackend(NumpyBackend):
     """NumPy arrays, BLAS matrix products, Numba-compiled kernels."""
 
     name = "numba"
-
-    @staticmethod
-    def threads() -> int:
-        return numba.get_num_threads()
 
     def im2col(self, x, kernel_size, stride, padding):
         (kh, kw), (sh, sw) = kernel_size, stride

@@ -77,8 +77,9 @@ class Module:
 
     def backward(self, grad_output, input_grad=True):
         """d loss / d input from d loss / d output; adds the parameter gradients into
-        their ``.grad``. ``input_grad=False`` skips the input gradient (returns None):
-        the first layer of a model whose input is data needs none."""
+        their ``.grad``. ``input_grad=False`` says the input gradient is not needed (the
+        first layer of a model whose input is data): a layer may then skip it and return
+        None (the convolutions and Linear do; cheap element-wise layers compute it anyway)."""
         raise NotImplementedError
 
     def add_grads(self, **grads):
