@@ -52,7 +52,17 @@ def _down(cin, cout, dtype, kernel=4, stride=2, padding=1):
     ]
 
 
-class Generator(nn.Module):
+class _Stack(nn.Module):
+    """A model whose layers sit in ``self.main``, as in the PyTorch DCGAN example."""
+
+    def forward(self, x):
+        return self.main(x)
+
+    def backward(self, grad_output, input_grad=True):
+        return self.main.backward(grad_output, input_grad)
+
+
+class Generator(_Stack):
     """z: (N, nz, 1, 1) noise -> (N, channels, image_size, image_size) images in [-1, 1]."""
 
     def __init__(self, nz=100, ngf=64, channels=3, image_size=64, dtype=np.float32):
@@ -74,12 +84,6 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers, nn.Tanh())
         init.dcgan_init(self)
 
-    def forward(self, z):
-        return self.main(z)
-
-    def backward(self, grad_output, input_grad=True):
-        return self.main.backward(grad_output, input_grad)
-
     def extra_repr(self):
         return (
             f"nz={self.nz}, ngf={self.ngf}, channels={self.channels}, image_size={self.image_size}"
@@ -89,7 +93,7 @@ class Generator(nn.Module):
         return summary(self, (1, self.nz, 1, 1), file)
 
 
-class Discriminator(nn.Module):
+class Discriminator(_Stack):
     """x: (N, channels, image_size, image_size) images -> (N, 1) logits (real > 0 > fake)."""
 
     def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32):
@@ -111,12 +115,6 @@ class Discriminator(nn.Module):
             layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False, dtype=dtype))  # 1x1
         self.main = nn.Sequential(*layers, nn.Flatten())
         init.dcgan_init(self)
-
-    def forward(self, x):
-        return self.main(x)
-
-    def backward(self, grad_output, input_grad=True):
-        return self.main.backward(grad_output, input_grad)
 
     def extra_repr(self):
         return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"
