@@ -106,11 +106,15 @@ def read_idx_images(path) -> np.ndarray:
 
 
 def find_idx_file(directories) -> Path | None:
+    """The training-image file in the first directory that has one, under the official
+    name or the dotted one some mirrors use, gzipped or not."""
+    names = [IDX_TRAIN_IMAGES, IDX_TRAIN_IMAGES.replace("-idx3", ".idx3")]
     for directory in directories:
-        for suffix in (".gz", ""):
-            path = Path(directory) / (IDX_TRAIN_IMAGES + suffix)
-            if path.is_file():
-                return path
+        for name in names:
+            for suffix in (".gz", ""):
+                path = Path(directory) / (name + suffix)
+                if path.is_file():
+                    return path
     return None
 
 

@@ -106,13 +106,16 @@ def main(argv=None) -> int:
     else:
         pictures = flat = generate(G, n, args.seed)
         nrow = None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, pictures)
-    else:
-        images.save_png(
-            out, images.make_grid(flat, nrow=nrow), scale=2 if G.image_size <= 32 else 1
-        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".npy":
+            np.save(out, pictures)
+        else:
+            grid = images.make_grid(flat, nrow=nrow)
+            images.save_png(out, grid, scale=2 if G.image_size <= 32 else 1)
+    except OSError as e:
+        print(f"error: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"wrote {out} ({len(flat)} images)")
     return 0
 

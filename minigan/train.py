@@ -459,6 +459,9 @@ def main(argv=None) -> int:
     except (UsageError, data.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a run folder that cannot be written
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
     except Diverged as e:
         step, m = e.args
         last = run.checkpoints / "last.npz"

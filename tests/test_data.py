@@ -15,7 +15,9 @@ from files import write_cifar_batch, write_idx
 from minigan import data
 
 
-@pytest.mark.parametrize("name", ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte"])
+@pytest.mark.parametrize(
+    "name", ["train-images-idx3-ubyte.gz", "train-images-idx3-ubyte", "train-images.idx3-ubyte"]
+)
 def test_idx_gzipped_and_raw(tmp_path, name):
     images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), np.uint8)
     write_idx(tmp_path / name, images)
