@@ -31,6 +31,9 @@ def save(path, arrays: dict, meta: dict) -> Path:
     payload[META_KEY] = np.array(json.dumps(meta))  # a unicode string, not an object
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make it unlike every other file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
             f.flush()
@@ -43,16 +46,27 @@ def save(path, arrays: dict, meta: dict) -> Path:
 
 
 def load(path) -> tuple[dict, dict]:
-    """(arrays, meta) from a checkpoint written by ``save``."""
+    """(arrays, meta) from a checkpoint written by ``save``. A run folder stands for
+    its ``checkpoints/last.npz``."""
     path = Path(path)
+    if path.is_dir() and (path / "checkpoints" / "last.npz").is_file():
+        path = path / "checkpoints" / "last.npz"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a minigan checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in f.files}
         meta = json.loads(str(arrays.pop(META_KEY)))
     except KeyError:
         raise CheckpointError(f"{path}: not a minigan checkpoint (it has no metadata)") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ValueError as e:
+        if "pickle" in str(e):
+            reason = "it holds Python objects, and minigan never unpickles anything"
+        else:
+            reason = str(e)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
     return arrays, meta

@@ -119,6 +119,8 @@ def find_idx_file(directories) -> Path | None:
 
 
 def load_idx_dataset(name, data_dir=None, download=True, mirrors=None) -> np.ndarray:
+    if data_dir is not None and not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder (--data-dir)")
     directories = [data_dir] if data_dir else [cache_dir(name), *SYSTEM_DIRS.get(name, [])]
     path = find_idx_file(directories)
     if path is None:
@@ -228,11 +230,24 @@ def load_folder(data_dir, image_size) -> np.ndarray:
                 images.append(image.copy())
         except (OSError, UnidentifiedImageError, ValueError) as e:
             raise DataError(f"{path}: cannot read this image ({e})") from None
-    grayscale = all(image.mode in ("1", "L", "LA", "I", "I;16", "F") for image in images)
+    images = [_eight_bit(image) for image in images]
+    grayscale = all(image.mode in ("1", "L", "LA") for image in images)
     mode = "L" if grayscale else "RGB"
     arrays = [np.asarray(_square(image.convert(mode), image_size)) for image in images]
     stacked = np.stack(arrays)
     return stacked[:, None] if grayscale else stacked.transpose(0, 3, 1, 2)
+
+
+def _eight_bit(image):
+    """16-bit and 32-bit grayscale images scaled to 0..255 (Pillow's own conversion
+    clips them, turning most pixels white)."""
+    from PIL import Image
+
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+    return Image.fromarray(np.clip(np.rint(values / top * 255), 0, 255).astype(np.uint8), "L")
 
 
 def _square(image, size):

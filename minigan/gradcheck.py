@@ -86,12 +86,15 @@ def numerical_gradient(loss_terms, array, eps=1e-6):
     grad = np.zeros(array.shape, dtype=np.float64)
     for index in np.ndindex(*array.shape):
         original = array[index].item()
-        array[index] = original + eps
+        # The step grows with the entry (h = eps * |x| for |x| > 1): x + h then keeps
+        # as many digits of h for x = 11 as for x = 0.1.
+        step = eps * max(1.0, abs(original))
+        array[index] = original + step
         plus = _host_float64(loss_terms()).ravel()
-        array[index] = original - eps
+        array[index] = original - step
         minus = _host_float64(loss_terms()).ravel()
         array[index] = original
-        grad[index] = math.fsum(np.concatenate([plus, -minus])) / (2 * eps)
+        grad[index] = math.fsum(np.concatenate([plus, -minus])) / (2 * step)
     return grad
 
 
@@ -264,6 +267,7 @@ def _demo_layers():
 def main(argv=None) -> int:
     """Check every layer and the loss on one backend; print a table; exit 1 on failure."""
     import argparse
+    import sys
     import time
 
     from . import nn
@@ -278,9 +282,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--verbose", action="store_true", help="print every tensor's check")
     args = parser.parse_args(argv)
-    if args.backend:
-        backend.use(args.backend)
-    bk = backend.current()
+    try:
+        bk = backend.use(args.backend) if args.backend else backend.current()
+    except ValueError as e:  # a bad MINIGAN_BACKEND
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bk.seed(0)
     print(f"gradient checks on the {bk.name} backend (tolerance {DEFAULT_TOLERANCE:.0e})")
     print(f"{'layer':<22} {'tensors':>7} {'max rel. error':>15}  result")

@@ -25,8 +25,11 @@ def load_generator(path) -> Generator:
     if meta.get("format") != "minigan-dcgan":
         raise checkpoint.CheckpointError(f"{path}: not a DCGAN training checkpoint")
     c = meta["config"]
-    G = Generator(c["nz"], c["ngf"], meta["channels"], meta["image_size"])
-    G.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("G.")})
+    try:
+        G = Generator(c["nz"], c["ngf"], meta["channels"], meta["image_size"])
+        G.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("G.")})
+    except (KeyError, ValueError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ({e})") from None
     return G.eval()
 
 
@@ -82,15 +85,24 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--seed", type=int, help="seed for the noise (default: fresh randomness)")
     parser.add_argument(
-        "--interpolate", type=int, metavar="K", help="walk between latent points in K steps"
+        "--interpolate",
+        type=int,
+        metavar="K",
+        help="walk between --n pairs of latent points in K steps, each walk twice (a row along "
+        "the straight line, then one along the great circle); .npy: (2n, K, C, H, W)",
     )
-    parser.add_argument("--backend", choices=["auto", *backend.available()], default="auto")
+    parser.add_argument(
+        "--backend",
+        choices=["auto", *backend.available()],
+        default="auto",
+        help="array backend (default: auto, a GPU backend if one works, else numpy)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.suffix not in (".png", ".npy"):
+    if out.suffix.lower() not in (".png", ".npy"):
         print(f"error: --out must end in .png or .npy, got {out.name}", file=sys.stderr)
         return 2
-    n = args.n or (4 if args.interpolate else 64)
+    n = args.n if args.n is not None else (4 if args.interpolate else 64)
     if n < 1 or (args.interpolate is not None and args.interpolate < 2):
         print("error: --n must be at least 1 and --interpolate at least 2", file=sys.stderr)
         return 2
@@ -108,7 +120,7 @@ def main(argv=None) -> int:
         nrow = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".npy":
+        if out.suffix.lower() == ".npy":
             np.save(out, pictures)
         else:
             grid = images.make_grid(flat, nrow=nrow)
@@ -116,7 +128,7 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f"error: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
         return 1
-    print(f"wrote {out} ({len(flat)} images)")
+    print(f"wrote {out} ({len(flat)} image{'s' if len(flat) != 1 else ''})")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import signal
 import sys
 import time
@@ -154,7 +155,8 @@ def build_parser():
     p.add_argument(
         "--backend",
         choices=["auto", *backend.available()],
-        help=f"array backend; auto picks the fastest one that works here (default: {d['backend']})",
+        help="array backend; auto: a GPU backend if one works, else numpy "
+        "(default: $MINIGAN_BACKEND, else auto)",
     )
     p.add_argument(
         "--dataset", choices=data.DATASETS, help=f"training images (default: {d['dataset']})"
@@ -200,7 +202,9 @@ def build_parser():
         help="continue the run saved in this checkpoint (e.g. runs/mnist5k/checkpoints/last.npz)",
     )
     p.add_argument(
-        "--sample-every", type=int, help="write a sample grid every N epochs (default: 1)"
+        "--sample-every",
+        type=int,
+        help="write a sample grid every N epochs; 0: only the final one (default: 1)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -216,9 +220,18 @@ def build_parser():
 def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
     """The run's configuration from the flags (and the checkpoint, on --resume)."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
-    for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "sample_every", "max_steps"):
-        if key in given and given[key] < (0 if key == "sample_every" else 1):
+    if "backend" not in given and os.environ.get("MINIGAN_BACKEND"):
+        given["backend"] = os.environ["MINIGAN_BACKEND"]
+    for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
+        if key in given and given[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {given[key]}")
+    for key in ("sample_every", "checkpoint_every"):
+        if key in given and given[key] < 0:
+            raise UsageError(
+                f"--{key.replace('_', '-')} must be 0 (never) or more, got {given[key]}"
+            )
+    if given.get("batch_size", 2) < 2:
+        raise UsageError("--batch-size must be at least 2 (batch norm needs 2 images)")
     if given.get("lr", 1) <= 0 or not 0 <= given.get("beta1", 0) < 1:
         raise UsageError("--lr must be positive and --beta1 in [0, 1)")
     if not 0 <= given.get("label_smoothing", 0) < 1:
@@ -227,6 +240,7 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
         config = {**DEFAULTS, **given}
         return config, None, None
     arrays, meta = checkpoint.load(args.resume)
+    meta["path"] = str(args.resume)
     if meta.get("format") != "minigan-dcgan":
         raise UsageError(f"{args.resume}: not a DCGAN training checkpoint")
     config = {**DEFAULTS, **meta["config"]}
@@ -275,11 +289,11 @@ class Run:
         c["image_size"] = size
         c["ngf"] = c["ngf"] or (32 if size == 28 else 64)
         c["ndf"] = c["ndf"] or (32 if size == 28 else 64)
+        if n < 2:
+            raise UsageError(f"{c['dataset']}: found {n} image; training needs at least 2")
         if c["batch_size"] > n:
             print(f"note: only {n} images; using --batch-size {n}", file=sys.stderr)
             c["batch_size"] = n
-        if c["batch_size"] < 2:
-            raise UsageError("--batch-size must be at least 2 (batch norm needs 2 images)")
         self.steps_per_epoch = n // c["batch_size"]
 
         bk = backend.current()
@@ -293,10 +307,15 @@ class Run:
         self.fixed_noise = noise.astype(np.float32)
         self.step = 0
         if arrays is not None:
-            self.trainer.load_state_dict(arrays)
-            self.fixed_noise = arrays["fixed_noise"]
-            self.step = meta["step"]
-            bk.set_rng_state(meta["rng_state"])
+            try:
+                self.trainer.load_state_dict(arrays)
+                self.fixed_noise = arrays["fixed_noise"]
+                self.step = meta["step"]
+                bk.set_rng_state(meta["rng_state"])
+            except (KeyError, ValueError, TypeError) as e:
+                raise checkpoint.CheckpointError(
+                    f"{meta['path']}: damaged checkpoint ({e})"
+                ) from None
 
         self.out = Path(c["out"])
         self.samples = self.out / "samples"
@@ -443,7 +462,10 @@ def main(argv=None) -> int:
     try:
         config, arrays, meta = resolve_config(args)
         name = backend.auto() if config["backend"] == "auto" else config["backend"]
-        backend.use(name)
+        try:
+            backend.use(name)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         config["out"] = str(choose_out(config, args.resume))
         run = Run(config, arrays, meta)
         print(
@@ -453,6 +475,9 @@ def main(argv=None) -> int:
             f"parameters, run folder {run.out}"
         )
         signal.signal(signal.SIGINT, lambda *_: setattr(run, "interrupted", True))
+        if run.step >= min(config["epochs"] * run.steps_per_epoch, config["max_steps"] or math.inf):
+            print(f"note: the checkpoint is already at step {run.step}; nothing to train "
+                  "(raise --max-steps or --epochs)", file=sys.stderr)  # fmt: skip
         stop = run.train()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         files = run.finish()

@@ -140,6 +140,7 @@ def test_download_verifies_the_checksum(tmp_path, server, monkeypatch):
     md5 = hashlib.md5(served.read_bytes()).hexdigest()
     monkeypatch.setitem(data.IDX_CHECKSUMS, "mnist", md5)
     target_dir = tmp_path / "cache"
+    target_dir.mkdir()
     loaded = data.load(
         "mnist", target_dir, mirrors=["http://127.0.0.1:9/", url]
     )  # first one is down
@@ -152,6 +153,7 @@ def test_download_with_a_wrong_checksum_keeps_nothing(tmp_path, server, monkeypa
     write_idx(root / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8))
     monkeypatch.setitem(data.IDX_CHECKSUMS, "mnist", "0" * 32)
     target_dir = tmp_path / "cache"
+    target_dir.mkdir()
     with pytest.raises(data.DataError, match="checksum .* is not the expected 0000") as info:
         data.load("mnist", target_dir, mirrors=[url])
     assert f"put it at {target_dir / 'train-images-idx3-ubyte.gz'}" in str(info.value)
@@ -160,6 +162,7 @@ def test_download_with_a_wrong_checksum_keeps_nothing(tmp_path, server, monkeypa
 
 def test_download_when_offline_says_which_file_to_put_where(tmp_path, server):
     url, _ = server  # serves nothing: 404
+    (tmp_path / "fm").mkdir()
     with pytest.raises(data.DataError) as info:
         data.load("fashion-mnist", tmp_path / "fm", mirrors=[url])
     message = str(info.value)
@@ -188,3 +191,18 @@ def test_fashion_mnist_from_debian(tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path / "empty-cache"))
     images = data.load("fashion-mnist", download=False)
     assert images.shape == (60000, 1, 28, 28) and images.dtype == np.uint8
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    loaded = data.load("folder", tmp_path, image_size=64)
+    assert loaded.shape == (1, 1, 64, 64) and 100 < loaded.mean() < 155
+
+
+def test_missing_data_dir_is_not_created(tmp_path):
+    with pytest.raises(data.DataError, match="no such folder"):
+        data.load("mnist", tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()

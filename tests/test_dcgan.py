@@ -99,11 +99,13 @@ def test_checkpoint_round_trip_and_atomic_write(tmp_path, monkeypatch):
 def test_checkpoint_never_unpickles(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, __meta__=np.array("{}"), payload=np.array([object()], dtype=object))
-    with pytest.raises(checkpoint.CheckpointError, match="evil.npz: not a readable checkpoint"):
+    with pytest.raises(checkpoint.CheckpointError, match="evil.npz: .*never unpickles"):
         checkpoint.load(path)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    with pytest.raises(checkpoint.CheckpointError, match="junk.npz: not a readable checkpoint"):
-        checkpoint.load(tmp_path / "junk.npz")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("junk.npz", "array.npy"):
+        with pytest.raises(checkpoint.CheckpointError, match=f"{name}: not a minigan checkpoint"):
+            checkpoint.load(tmp_path / name)
 
 
 # ---- the command line -----------------------------------------------------------------------
@@ -227,10 +229,8 @@ def test_ctrl_c_saves_and_exits_cleanly(tmp_path, tiny_idx, monkeypatch, capsys)
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (
-            ["--dataset", "mnist", "--data-dir", "{tmp}/nothing-here", "--max-steps", "1"],
-            "could not download",
-        ),
+        (["--dataset", "mnist", "--data-dir", "{tmp}", "--max-steps", "1"], "could not download"),
+        (["--dataset", "mnist", "--data-dir", "{tmp}/typo", "--max-steps", "1"], "no such folder"),
         (
             ["--dataset", "cifar10", "--data-dir", "{tmp}", "--max-steps", "1"],
             "no data_batch_*.bin files in",
@@ -323,3 +323,44 @@ def test_unwritable_run_folder_is_a_one_line_error(tmp_path, capsys):
     assert train.main([*TINY, "--max-steps", "1", "--out", str(blocker / "run")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_cli_edge_cases(tmp_path, tiny_idx, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert train.main([*tiny_idx, "--max-steps", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    # a run folder stands for its last checkpoint; a finished step count trains nothing
+    assert train.main(["--resume", str(out), "--max-steps", "2"]) == 0
+    assert "nothing to train" in capsys.readouterr().err
+    assert (
+        sample.main(["--checkpoint", str(out), "--n", "0", "--out", str(tmp_path / "a.png")]) == 2
+    )
+    # a damaged checkpoint is a one-line error in both commands
+    arrays, meta = checkpoint.load(out / "checkpoints" / "last.npz")
+    arrays["G.main.0.weight"] = arrays["G.main.0.weight"][:1]
+    checkpoint.save(tmp_path / "bad.npz", arrays, meta)
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r2")]) == 2
+    assert (
+        sample.main(["--checkpoint", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "b.png")])
+        == 2
+    )
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert line.startswith("error: ") and "damaged checkpoint" in line
+    # the environment variable picks the backend, and a bad one is a one-line error
+    monkeypatch.setenv("MINIGAN_BACKEND", "nope")
+    assert train.main([*TINY, "--max-steps", "1", "--out", str(tmp_path / "r3")]) == 2
+    assert "unknown backend 'nope'" in capsys.readouterr().err
+
+
+def test_a_folder_needs_two_images(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "one.png")
+    assert (
+        train.main(
+            ["--dataset", "folder", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r")]
+        )
+        == 2
+    )
+    assert "found 1 image; training needs at least 2" in capsys.readouterr().err
