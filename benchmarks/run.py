@@ -251,7 +251,7 @@ def layers(names, threads, repeats, warmup, batch):
         for key, (forward, backward, _) in pairs.items():
             series[(key[0] + " fwd", threads)] = forward
             series[(key[0] + " fwd+bwd", threads)] = lambda f=forward, b=backward: (f(), b())
-        medians = interleaved({k: v for k, v in series.items()}, repeats, warmup)
+        medians = interleaved(series, repeats, warmup)
         layer = next(iter(pairs.values()))[2]
         out_shape = layer(np.zeros(shape, np.float32)).shape
         flops = conv_flops(layer, shape, out_shape)
