@@ -45,10 +45,13 @@ CORES = len(os.sched_getaffinity(0))
 
 
 def set_threads(framework, n):
-    """Thread count for the next step: BLAS for every framework, plus Numba's pool or torch's."""
+    """Thread count for the next step: BLAS for every framework, plus minigan's (and
+    Numba's) threads or torch's."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(n)
+    if framework.startswith("minigan-"):
+        backend.use(framework.split("-")[1]).set_threads(n)
     if framework == "minigan-numba":
         import numba
 

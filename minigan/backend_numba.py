@@ -37,16 +37,17 @@ def _valid(size, k, stride, pad, out_size):
     return lo, max(lo, hi)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols):
     """cols[(c, u, v), (n, i, j)] = x[n, c, i*sh + u - top, j*sw + v - left], 0 outside.
 
-    One thread per row of cols (one channel and kernel offset). The range of output
-    positions that read inside the image is worked out up front, so the inner loop
-    is a plain strided copy with no bounds test; the rest is zero padding.
+    Serial and without the GIL: ``for_each_batch`` runs one call per thread, each
+    on its own samples. The range of output positions that read inside the image is
+    worked out up front, so the inner loop is a plain strided copy with no bounds
+    test; the rest is zero padding.
     """
     n, c, h, w = x.shape
-    for row in prange(c * kh * kw):
+    for row in range(c * kh * kw):
         ci, u, v = row // (kh * kw), (row // kw) % kh, row % kw
         i_lo, i_hi = _valid(h, u, sh, top, ho)
         j_lo, j_hi = _valid(w, v, sw, left, wo)
@@ -65,15 +66,15 @@ def _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols):
                     wi += sw
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def _col2im(cols, kh, kw, sh, sw, top, left, ho, wo, x):
     """x[n, c, i*sh + u - top, j*sw + v - left] += cols[(c, u, v), (n, i, j)].
 
-    One thread per (n, c) image plane: each plane is written by one thread only, so
-    the sum needs no atomics and comes out the same on every run. As in im2col, the
-    positions that land inside the image are worked out before the inner loop."""
+    Serial and without the GIL, like ``_im2col``; one (n, c) image plane at a time,
+    so the sums stay in cache. As in im2col, the positions that land inside the
+    image are worked out before the inner loop."""
     n, c, h, w = x.shape
-    for plane in prange(n * c):
+    for plane in range(n * c):
         ni, ci = plane // c, plane % c
         for u in range(kh):
             i_lo, i_hi = _valid(h, u, sh, top, ho)
@@ -190,7 +191,7 @@ class NumbaBackend(NumpyBackend):
         n, c, h, w = x.shape
         ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
         cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
-        _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols)
+        _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, ho, wo, cols)
         return cols
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding):

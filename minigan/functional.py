@@ -33,6 +33,17 @@ def pair(value, name="value") -> tuple[int, int]:
 # ---- convolution ------------------------------------------------------------------
 
 
+def _channels_first(x):
+    """(n, C, H, W) -> (C, n*H*W): one column per pixel (a view when n == 1)."""
+    n, c = x.shape[:2]
+    return x.reshape(c, -1) if n == 1 else x.transpose(1, 0, 2, 3).reshape(c, -1)
+
+
+def _samples_first(m, h, w):
+    """(C, n*H*W) -> (n, C, H, W), the inverse of ``_channels_first`` (a view)."""
+    return m.reshape(m.shape[0], -1, h, w).transpose(1, 0, 2, 3)
+
+
 def conv2d_forward(x, w, b, stride=1, padding=0):
     """Cross-correlation, as in every deep-learning library:
 
@@ -42,22 +53,29 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     (padding adds zeros on all four sides).
     out: (N, F, Ho, Wo) with Ho = (H + 2*ph - kh) // sh + 1, likewise Wo.
 
-    im2col turns every receptive field into one column, so the whole convolution is
-    a single matrix product (F, C*kh*kw) @ (C*kh*kw, N*Ho*Wo).
+    im2col turns every receptive field into one column, so the convolution is a
+    matrix product (F, C*kh*kw) @ (C*kh*kw, n*Ho*Wo). It is done a few samples at a
+    time (``for_each_batch``, on every core), so the columns stay in cache.
     """
     bk = backend.current()
-    n = x.shape[0]
+    x = bk.xp.ascontiguousarray(x)
+    n, _, h, wd = x.shape
     f, _, kh, kw = w.shape
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
-    cols = bk.im2col(x, (kh, kw), stride, pad)  # (C*kh*kw, N*Ho*Wo)
-    out = w.reshape(f, -1) @ cols  # (F, N*Ho*Wo)
-    if b is not None:
-        out += b.reshape(-1, 1)
-    ho = (x.shape[2] + 2 * ph - kh) // stride[0] + 1
-    wo = (x.shape[3] + 2 * pw - kw) // stride[1] + 1
-    out = bk.xp.ascontiguousarray(out.reshape(f, n, ho, wo).transpose(1, 0, 2, 3))
-    return out, (x.shape, w, cols, stride, pad, b is not None)
+    ho, wo = (h + 2 * ph - kh) // stride[0] + 1, (wd + 2 * pw - kw) // stride[1] + 1
+    w_mat = w.reshape(f, -1)
+    out = bk.xp.empty((n, f, ho, wo), dtype=x.dtype)
+
+    def forward(batch):
+        cols = bk.im2col(x[batch], (kh, kw), stride, pad)  # (C*kh*kw, n*Ho*Wo)
+        out_mat = w_mat @ cols  # (F, n*Ho*Wo)
+        if b is not None:
+            out_mat += b.reshape(-1, 1)
+        out[batch] = _samples_first(out_mat, ho, wo)
+
+    bk.for_each_batch(forward, n, ho * wo)
+    return out, (x, w, stride, pad, b is not None)
 
 
 def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
@@ -65,19 +83,29 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
 
     With out = W @ cols:  dW = dout @ cols^T,  dcols = W^T @ dout,
     and col2im adds each column of dcols back onto the pixels its patch came from.
+    The columns are rebuilt from x rather than kept from the forward: that is cheap,
+    and keeping them would take kh*kw times the memory of x.
     input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
-    x_shape, w, cols, stride, pad, has_bias = cache
+    x, w, stride, pad, has_bias = cache
+    bk = backend.current()
     f, _, kh, kw = w.shape
-    dout = dout.transpose(1, 0, 2, 3).reshape(f, -1)  # (F, N*Ho*Wo)
-    dx = dw = db = None
-    if weight_grad:
-        dw = (dout @ cols.T).reshape(w.shape)
-        db = dout.sum(axis=1) if has_bias else None
-    if input_grad:
-        dcols = w.reshape(f, -1).T @ dout  # (C*kh*kw, N*Ho*Wo)
-        dx = backend.current().col2im(dcols, x_shape, (kh, kw), stride, pad)
-    return dx, dw, db
+    n, _, ho, wo = dout.shape
+    w_mat = w.reshape(f, -1)
+    dx = bk.xp.empty_like(x) if input_grad else None
+
+    def backward(batch):
+        dout_mat = _channels_first(dout[batch])  # (F, n*Ho*Wo)
+        if input_grad:
+            dcols = w_mat.T @ dout_mat  # (C*kh*kw, n*Ho*Wo)
+            dx[batch] = bk.col2im(dcols, x[batch].shape, (kh, kw), stride, pad)
+        if weight_grad:
+            cols = bk.im2col(x[batch], (kh, kw), stride, pad)
+            db = dout_mat.sum(axis=1) if has_bias else None
+            return dout_mat @ cols.T, db
+
+    dw, db = bk.for_each_batch(backward, n, ho * wo) or (None, None)
+    return dx, None if dw is None else dw.reshape(w.shape), db
 
 
 def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding):
@@ -107,21 +135,27 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     out: (N, Cout, Ho, Wo), Ho = (H - 1)*sh - 2*ph + kh + output_padding_h.
 
     One matrix product gives every pixel's kernel-sized contribution,
-    (Cout*kh*kw, Cin) @ (Cin, N*H*W); col2im adds the overlapping contributions.
+    (Cout*kh*kw, Cin) @ (Cin, n*H*W); col2im adds the overlapping contributions.
     """
     bk = backend.current()
+    x = bk.xp.ascontiguousarray(x)
     n, cin, h, wd = x.shape
     _, cout, kh, kw = w.shape
     stride, padding, output_padding = pair(stride), pair(padding), pair(output_padding)
     ho = conv_transpose2d_output_size(h, kh, stride[0], padding[0], output_padding[0])
     wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
     pad = _transpose_padding(padding, output_padding)
-    x_mat = x.transpose(1, 0, 2, 3).reshape(cin, n * h * wd)
-    cols = w.reshape(cin, -1).T @ x_mat  # (Cout*kh*kw, N*H*W)
-    out = bk.col2im(cols, (n, cout, ho, wo), (kh, kw), stride, pad)
-    if b is not None:
-        out += b.reshape(1, -1, 1, 1)
-    return out, (x.shape, x_mat, w, stride, pad, b is not None)
+    w_mat = w.reshape(cin, -1)
+    out = bk.xp.empty((n, cout, ho, wo), dtype=x.dtype)
+
+    def forward(batch):
+        cols = w_mat.T @ _channels_first(x[batch])  # (Cout*kh*kw, n*H*W)
+        out[batch] = bk.col2im(cols, out[batch].shape, (kh, kw), stride, pad)
+        if b is not None:
+            out[batch] += b.reshape(1, -1, 1, 1)
+
+    bk.for_each_batch(forward, n, h * wd)
+    return out, (x, w, stride, pad, b is not None)
 
 
 def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
@@ -131,17 +165,22 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     dout (an ordinary strided convolution), then two matrix products.
     input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
-    (n, cin, h, wd), x_mat, w, stride, pad, has_bias = cache
+    x, w, stride, pad, has_bias = cache
     bk = backend.current()
-    dcols = bk.im2col(dout, w.shape[2:], stride, pad)  # (Cout*kh*kw, N*H*W)
-    dx = dw = db = None
-    if input_grad:
-        dx = w.reshape(cin, -1) @ dcols  # (Cin, N*H*W)
-        dx = bk.xp.ascontiguousarray(dx.reshape(cin, n, h, wd).transpose(1, 0, 2, 3))
-    if weight_grad:
-        dw = (x_mat @ dcols.T).reshape(w.shape)
-        db = dout.sum(axis=(0, 2, 3)) if has_bias else None
-    return dx, dw, db
+    n, cin, h, wd = x.shape
+    w_mat = w.reshape(cin, -1)
+    dx = bk.xp.empty_like(x) if input_grad else None
+
+    def backward(batch):
+        dcols = bk.im2col(dout[batch], w.shape[2:], stride, pad)  # (Cout*kh*kw, n*H*W)
+        if input_grad:
+            dx[batch] = _samples_first(w_mat @ dcols, h, wd)  # (Cin, n*H*W)
+        if weight_grad:
+            db = dout[batch].sum(axis=(0, 2, 3)) if has_bias else None
+            return _channels_first(x[batch]) @ dcols.T, db
+
+    dw, db = bk.for_each_batch(backward, n, h * wd) or (None, None)
+    return dx, None if dw is None else dw.reshape(w.shape), db
 
 
 # ---- linear ---------------------------------------------------------------------------
