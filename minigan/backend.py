@@ -142,6 +142,8 @@ class NumpyBackend:
         reshape at the end makes the copy that the matrix product wants.
         """
         (kh, kw), (sh, sw) = kernel_size, stride
+        if kernel_covers_image(x.shape, kernel_size, padding):
+            return x.reshape(x.shape[0], -1).T  # one patch per sample, the image: a view
         x = self._pad(x, padding)
         n, c, hp, wp = x.shape
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
@@ -166,6 +168,8 @@ class NumpyBackend:
         sum is built channel-major, (C, N, H, W), so each slice read is contiguous.
         """
         xp = self.xp
+        if kernel_covers_image(x_shape, kernel_size, padding):
+            return xp.ascontiguousarray(cols.T).reshape(x_shape)  # patches do not overlap
         (kh, kw), (sh, sw) = kernel_size, stride
         (top, bottom), (left, right) = padding
         n, c, h, w = x_shape
@@ -261,6 +265,12 @@ class NumpyBackend:
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         denom = xp.sqrt(v) / bias_correction2_sqrt + eps
         param -= (lr / bias_correction1) * m / denom
+
+
+def kernel_covers_image(x_shape, kernel_size, padding) -> bool:
+    """True when the kernel is exactly the (unpadded) image: one patch per sample,
+    so the convolution is a plain matrix product (the DCGAN's first and last layers)."""
+    return tuple(x_shape[2:]) == tuple(kernel_size) and not any(sum(padding, ()))
 
 
 def _threads_from_environment() -> int:

@@ -24,7 +24,7 @@ os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from .backend import NumpyBackend  # noqa: E402
+from .backend import NumpyBackend, kernel_covers_image  # noqa: E402
 
 # ---- convolution ------------------------------------------------------------------------------
 
@@ -35,35 +35,6 @@ def _valid(size, k, stride, pad, out_size):
     lo = max(0, (pad - k + stride - 1) // stride)
     hi = min(out_size, (size - 1 + pad - k) // stride + 1)
     return lo, max(lo, hi)
-
-
-@njit(nogil=True, cache=True)
-def _im2col(x, kh, kw, sh, sw, top, left, ho, wo, cols):
-    """cols[(c, u, v), (n, i, j)] = x[n, c, i*sh + u - top, j*sw + v - left], 0 outside.
-
-    Serial and without the GIL: ``for_each_batch`` runs one call per thread, each
-    on its own samples. The range of output positions that read inside the image is
-    worked out up front, so the inner loop is a plain strided copy with no bounds
-    test; the rest is zero padding.
-    """
-    n, c, h, w = x.shape
-    for row in range(c * kh * kw):
-        ci, u, v = row // (kh * kw), (row // kw) % kh, row % kw
-        i_lo, i_hi = _valid(h, u, sh, top, ho)
-        j_lo, j_hi = _valid(w, v, sw, left, wo)
-        for ni in range(n):
-            base = ni * ho * wo
-            for i in range(ho):
-                start = base + i * wo
-                if i < i_lo or i >= i_hi:
-                    cols[row, start : start + wo] = 0
-                    continue
-                cols[row, start : start + j_lo] = 0
-                cols[row, start + j_hi : start + wo] = 0
-                hi, wi = i * sh + u - top, j_lo * sw + v - left
-                for j in range(j_lo, j_hi):
-                    cols[row, start + j] = x[ni, ci, hi, wi]
-                    wi += sw
 
 
 @njit(nogil=True, cache=True)
@@ -185,16 +156,9 @@ class NumbaBackend(NumpyBackend):
 
     name = "numba"
 
-    def im2col(self, x, kernel_size, stride, padding):
-        (kh, kw), (sh, sw) = kernel_size, stride
-        (top, bottom), (left, right) = padding
-        n, c, h, w = x.shape
-        ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
-        cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
-        _im2col(np.ascontiguousarray(x), kh, kw, sh, sw, top, left, ho, wo, cols)
-        return cols
-
     def col2im(self, cols, x_shape, kernel_size, stride, padding):
+        if kernel_covers_image(x_shape, kernel_size, padding):
+            return super().col2im(cols, x_shape, kernel_size, stride, padding)
         (kh, kw), (sh, sw) = kernel_size, stride
         (top, bottom), (left, right) = padding
         n, c, h, w = x_shape
