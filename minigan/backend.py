@@ -202,11 +202,13 @@ class NumpyBackend:
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, -1) + (1,) * (x.ndim - 2)
         mean = x.mean(axis=axes)
-        centred = x - mean.reshape(shape)
-        var = (centred * centred).mean(axis=axes)
+        x_hat = x - mean.reshape(shape)  # centred now, normalised in place below
+        rows = x_hat.reshape(x.shape[0], x.shape[1], -1)
+        var = self.xp.einsum("ncm,ncm->c", rows, rows) / rows[:, 0].size  # no x_hat**2 copy
         inv_std = 1.0 / self.xp.sqrt(var + eps)
-        x_hat = centred * inv_std.reshape(shape)
-        out = x_hat * gamma.reshape(shape) + beta.reshape(shape)
+        x_hat *= inv_std.reshape(shape)
+        out = x_hat * gamma.reshape(shape)
+        out += beta.reshape(shape)
         return out, mean, var, x_hat, inv_std
 
     def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
@@ -217,14 +219,16 @@ class NumpyBackend:
         with dx_hat = grad_out * gamma and M the number of values per channel.
         Returns dx (like x), dgamma (C,), dbeta (C,).
         """
-        axes = (0,) + tuple(range(2, x_hat.ndim))
         shape = (1, -1) + (1,) * (x_hat.ndim - 2)
-        m = x_hat.size // x_hat.shape[1]
-        dbeta = grad_out.sum(axis=axes)
-        dgamma = (grad_out * x_hat).sum(axis=axes)
+        rows = grad_out.reshape(grad_out.shape[0], grad_out.shape[1], -1)  # (N, C, M')
+        m = rows[:, 0].size
+        dbeta = rows.sum(axis=(0, 2))
+        dgamma = self.xp.einsum("ncm,ncm->c", rows, x_hat.reshape(rows.shape))
         # sum(dx_hat) = gamma * dbeta and sum(dx_hat * x_hat) = gamma * dgamma.
-        scale = (gamma * inv_std / m).reshape(shape)
-        dx = scale * (m * grad_out - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+        scale = gamma * inv_std / m
+        dx = x_hat * (-scale * dgamma).reshape(shape)
+        dx += grad_out * (scale * m).reshape(shape)
+        dx -= (scale * dbeta).reshape(shape)
         return dx, dgamma, dbeta
 
     # ---- activations -------------------------------------------------------------
@@ -293,7 +297,9 @@ def _add(total, part):
         return part
     if isinstance(total, tuple):
         return tuple(_add(t, p) for t, p in zip(total, part))
-    return total if part is None else total + part
+    if part is not None:
+        total += part  # in place: the first part is a fresh result that work() gave away
+    return total
 
 
 _blas_controller = None
