@@ -49,6 +49,7 @@ def set_threads(framework, n):
     Numba's) threads or torch's."""
     from threadpoolctl import threadpool_limits
 
+    framework = framework.split()[0]  # "minigan-numba fwd" -> "minigan-numba"
     threadpool_limits(n)
     if framework.startswith("minigan-"):
         backend.use(framework.split("-")[1]).set_threads(n)
@@ -302,7 +303,7 @@ def machine():
     return {
         "cpu": cpu, "cores": CORES, "python": platform.python_version(), "numpy": np.__version__,
         "numba": numba.__version__, "blas": _blas(),
-        "numba_threading_layer": os.environ.get("NUMBA_THREADING_LAYER", ""),
+        "numba_threading_layer": numba.config.THREADING_LAYER,
         "sgemm_gflops": {str(n): round(sgemm_rate(n), 1) for n in sorted({1, CORES})},
     }  # fmt: skip
 

@@ -1,30 +1,40 @@
 """The Numba backend: the NumPy backend with its hot kernels compiled for the CPU.
 
-Matrix products stay in BLAS (NumPy's ``@``); what BLAS cannot do is compiled here:
-im2col and col2im (padding handled inline, no padded copy), batch norm forward and
-backward (one pass over each channel's values instead of NumPy's several
-temporaries), LeakyReLU and the Adam update (fused element-wise loops). Each kernel
-has a twin in ``NumpyBackend`` that the tests compare it with.
+Matrix products stay in BLAS (NumPy's ``@``), and im2col stays NumPy's strided copy
+(measured faster than a compiled loop). What is compiled here: col2im (padding
+handled inline, no padded copy), batch norm forward and backward (one pass over
+each channel's values instead of NumPy's several temporaries), LeakyReLU and the
+Adam update (fused element-wise loops). Each kernel has a twin in ``NumpyBackend``
+that the tests compare it with.
 
-Threads. Kernels and BLAS run one after the other, never at the same time, but an
-idle thread pool that *spins* steals the core the other pool needs. Measured here,
-Numba's OpenMP layer made a batch-norm kernel ~16x slower next to BLAS. So the
-threading layer is ``workqueue`` (its workers sleep when idle) unless the user set
-``NUMBA_THREADING_LAYER``; the thread count is Numba's default, every core the
-process may use (``NUMBA_NUM_THREADS`` overrides it). Compiled kernels are cached on
-disk (``cache=True``), so only the first run on a machine pays the compile time.
+Threads. Two kinds of work, two ways of using the cores:
+- Convolutions go through ``for_each_batch`` (in ``NumpyBackend``): Python threads,
+  each on its own samples, with BLAS held to one thread. So ``_col2im`` is serial
+  and releases the GIL (``nogil``); it must not be ``parallel``, because the
+  workqueue layer refuses parallel kernels launched from two threads at once.
+- Batch norm, LeakyReLU and Adam run on the main thread as ``parallel`` kernels.
+  Their threading layer is ``workqueue`` unless the user set
+  ``NUMBA_THREADING_LAYER``: its workers sleep when idle, where OpenMP's spin and,
+  measured here, made a batch-norm kernel ~16x slower next to BLAS. The thread
+  count is Numba's default, every core the process may use (``NUMBA_NUM_THREADS``).
+Compiled kernels are cached on disk (``cache=True``), so only the first run on a
+machine pays the compile time (``warm_up`` reports it).
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+import numba
+import numpy as np
+from numba import njit, prange
 
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+# Set in numba.config, not the environment: numba reads its environment when it is
+# first imported, which may have happened before this module (the user's own code).
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
-from .backend import NumpyBackend, kernel_covers_image  # noqa: E402
+from .backend import NumpyBackend, kernel_covers_image
 
 # ---- convolution ------------------------------------------------------------------------------
 
@@ -41,9 +51,10 @@ def _valid(size, k, stride, pad, out_size):
 def _col2im(cols, kh, kw, sh, sw, top, left, ho, wo, x):
     """x[n, c, i*sh + u - top, j*sw + v - left] += cols[(c, u, v), (n, i, j)].
 
-    Serial and without the GIL, like ``_im2col``; one (n, c) image plane at a time,
-    so the sums stay in cache. As in im2col, the positions that land inside the
-    image are worked out before the inner loop."""
+    Serial and without the GIL (one call per thread, see the module docstring); one
+    (n, c) image plane at a time, so the sums stay in cache. The output positions
+    that land inside the image are worked out before the inner loop (``_valid``),
+    so it has no bounds test."""
     n, c, h, w = x.shape
     for plane in range(n * c):
         ni, ci = plane // c, plane % c

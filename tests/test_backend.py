@@ -1,5 +1,6 @@
 """Choosing a backend, and what every backend must offer."""
 
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,89 @@ def test_gradcheck_command_passes(capsys, backend_name):
     assert gradcheck.main(["--backend", backend_name]) == 0
     out = capsys.readouterr().out
     assert "16 of 16 passed" in out and "FAIL" not in out
+
+
+def _conv_results(dtype=np.float64):
+    """Forward and all gradients of a conv and a conv-transpose on a batch of 5."""
+    from minigan import functional as F
+
+    bk, rng = backend.current(), np.random.default_rng(1)
+    x, x_small = rng.standard_normal((5, 3, 9, 8)), rng.standard_normal((5, 4, 3, 4))
+    w_conv, w_trans = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((4, 2, 4, 3))
+    results = []
+    for forward, backward, args in [
+        (F.conv2d_forward, F.conv2d_backward, (x, w_conv, rng.standard_normal(4), 2, 1)),
+        (F.conv_transpose2d_forward, F.conv_transpose2d_backward,
+         (x_small, w_trans, rng.standard_normal(2), (2, 1), (1, 0), (1, 0))),
+    ]:  # fmt: skip
+        args = [bk.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in args]
+        out, cache = forward(*args)
+        grads = backward(bk.from_numpy(rng.standard_normal(out.shape).astype(dtype)), cache)
+        results += [bk.to_numpy(a) for a in (out, *grads)]
+    return results
+
+
+@pytest.mark.parametrize("threads, min_columns", [(2, 1), (3, 1), (2, 40), (4, 10**6)])
+def test_any_thread_count_and_slice_size_give_the_same_convolutions(
+    backend_name, threads, min_columns, monkeypatch
+):
+    """for_each_batch hands each thread its own samples (one per slice with
+    min_columns=1, several with 40, all in one with 10**6); only the order in which
+    the weight gradients are summed may differ from one thread and one slice."""
+    bk = backend.current()
+    monkeypatch.setattr(bk, "MIN_COLUMNS", 10**6)
+    bk.set_threads(1)
+    try:
+        expected = _conv_results()
+        monkeypatch.setattr(bk, "MIN_COLUMNS", min_columns)
+        bk.set_threads(threads)
+        for got, want in zip(_conv_results(), expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    finally:
+        bk.set_threads(None)
+
+
+def test_for_each_batch_covers_the_batch_once_and_sums_what_work_returns():
+    bk = backend.use("numpy")
+    seen = []
+
+    def work(batch):
+        seen.extend(range(batch.start, batch.stop))
+        return np.full(2, batch.stop - batch.start), None
+
+    try:
+        bk.set_threads(3)
+        total, nothing = bk.for_each_batch(work, 10, columns_per_sample=100)
+    finally:
+        bk.set_threads(None)
+    assert sorted(seen) == list(range(10)) and nothing is None
+    np.testing.assert_array_equal(total, [10, 10])
+    assert bk.for_each_batch(lambda batch: None, 4, 1) is None
+
+
+def test_thread_count_comes_from_the_environment_and_is_checked(monkeypatch):
+    monkeypatch.setenv("MINIGAN_NUM_THREADS", "3")
+    assert backend.NumpyBackend().threads == 3
+    monkeypatch.delenv("MINIGAN_NUM_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert backend.NumpyBackend().threads == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS must be a whole number, got 'many'"):
+        backend.NumpyBackend()
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        backend.use("numpy").set_threads(0)
+
+
+@pytest.mark.skipif("numba" not in backend.available(), reason="numba is not installed")
+def test_numba_backend_uses_the_workqueue_layer_even_when_numba_was_imported_first():
+    """Numba reads NUMBA_THREADING_LAYER when it is imported; a user who imported
+    numba before minigan must still get the sleeping workqueue threads (OpenMP's
+    spinning made the DCGAN step 40% slower here)."""
+    code = (
+        "import numba, numpy as np; from minigan import backend; "
+        "bk = backend.use('numba'); bk.leaky_relu(np.ones(4, np.float32), 0.2); "
+        "print(numba.threading_layer())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "workqueue", out.stderr
