@@ -131,65 +131,67 @@ class NumpyBackend:
 
     # ---- convolution kernels -----------------------------------------------------
     def im2col(self, x, kernel_size, stride, padding):
-        """Unfold every receptive field of ``x`` into one column of a matrix.
+        """Unfold every receptive field of ``x`` into one row of a matrix.
 
         x: (N, C, H, W); kernel_size (kh, kw); stride (sh, sw);
         padding ((top, bottom), (left, right)), zeros.
-        Returns cols: (C*kh*kw, N*Ho*Wo), rows ordered (c, u, v), columns (n, i, j),
-        where Ho = (H + top + bottom - kh) // sh + 1 (and likewise Wo).
+        Returns cols: (N*Ho*Wo, kh*kw*C), one row per output position (n, i, j), its
+        entries ordered (u, v, c), where Ho = (H + top + bottom - kh) // sh + 1 (and
+        likewise Wo). A convolution is then ``cols @ W.T``: one small linear layer
+        applied to every patch.
 
-        One strided *view* exposes all patches at once without copying; the single
-        reshape at the end makes the copy that the matrix product wants.
+        The image is first copied channels-last, (N, Hp, Wp, C), padding included:
+        a patch's row of kw pixels is then kw*C consecutive numbers. One strided *view*
+        exposes every patch without copying; the reshape at the end makes the copy
+        the matrix product wants, in long contiguous runs.
         """
         (kh, kw), (sh, sw) = kernel_size, stride
-        if kernel_covers_image(x.shape, kernel_size, padding):
-            return x.reshape(x.shape[0], -1).T  # one patch per sample, the image: a view
-        x = self._pad(x, padding)
-        n, c, hp, wp = x.shape
+        x = self._pad_channels_last(x, padding)
+        n, hp, wp, c = x.shape
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        s_n, s_c, s_h, s_w = x.strides
+        s_n, s_h, s_w, s_c = x.strides
         patches = self.xp.lib.stride_tricks.as_strided(
             x,
-            shape=(c, kh, kw, n, ho, wo),
-            strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw),
+            shape=(n, ho, wo, kh, kw, c),
+            strides=(s_n, s_h * sh, s_w * sw, s_h, s_w, s_c),
         )
-        return patches.reshape(c * kh * kw, n * ho * wo)
+        return patches.reshape(n * ho * wo, kh * kw * c)
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding):
-        """The adjoint of ``im2col``: add every column back where its patch came from.
+        """The adjoint of ``im2col``: add every row back where its patch came from.
 
-        cols: (C*kh*kw, N*Ho*Wo); x_shape (N, C, H, W) of the unpadded image.
+        cols: (N*Ho*Wo, kh*kw*C); x_shape (N, C, H, W) of the unpadded image.
         Returns x: (N, C, H, W), the sum of all patch entries that fall on each pixel
         (padding positions are cropped away).
 
         Overlapping patches make this a scatter-add. Instead of ``np.add.at`` (slow,
         one element at a time) it loops over the kh*kw kernel offsets and adds one
         strided slice per offset: each slice touches every pixel at most once. The
-        sum is built channel-major, (C, N, H, W), so each slice read is contiguous.
+        sum is built channels-last, like im2col's copy, so every run is C long.
         """
         xp = self.xp
-        if kernel_covers_image(x_shape, kernel_size, padding):
-            return xp.ascontiguousarray(cols.T).reshape(x_shape)  # patches do not overlap
         (kh, kw), (sh, sw) = kernel_size, stride
         (top, bottom), (left, right) = padding
         n, c, h, w = x_shape
         hp, wp = h + top + bottom, w + left + right
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        patches = cols.reshape(c, kh, kw, n, ho, wo)
-        x_padded = xp.zeros((c, n, hp, wp), dtype=cols.dtype)
-        for u in range(kh):
-            for v in range(kw):
-                x_padded[:, :, u : u + sh * ho : sh, v : v + sw * wo : sw] += patches[:, u, v]
-        x_cropped = x_padded[:, :, top : top + h, left : left + w]
-        return xp.ascontiguousarray(x_cropped.transpose(1, 0, 2, 3))
+        patches = cols.reshape(n, ho, wo, kh, kw, c)
+        if kernel_covers_image(x_shape, kernel_size, padding):
+            x_padded = patches.reshape(n, kh, kw, c)  # one patch per sample: no overlap
+        else:
+            x_padded = xp.zeros((n, hp, wp, c), dtype=cols.dtype)
+            for u in range(kh):
+                for v in range(kw):
+                    x_padded[:, u : u + sh * ho : sh, v : v + sw * wo : sw] += patches[..., u, v, :]
+        x_cropped = x_padded[:, top : top + h, left : left + w]
+        return xp.ascontiguousarray(x_cropped.transpose(0, 3, 1, 2))
 
-    def _pad(self, x, padding):
+    def _pad_channels_last(self, x, padding):
+        """(N, C, H, W) -> (N, H + top + bottom, W + left + right, C), zeros around."""
         (top, bottom), (left, right) = padding
-        if top == bottom == left == right == 0:
-            return x
         n, c, h, w = x.shape
-        out = self.xp.zeros((n, c, h + top + bottom, w + left + right), dtype=x.dtype)
-        out[:, :, top : top + h, left : left + w] = x
+        out = self.xp.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+        out[:, top : top + h, left : left + w] = x.transpose(0, 2, 3, 1)
         return out
 
     # ---- batch normalisation (training mode) -----------------------------------

@@ -34,7 +34,10 @@ def pair(value, name="value") -> tuple[int, int]:
 
 
 def _channels_first(x):
-    """(n, C, H, W) -> (C, n*H*W): one column per pixel (a view when n == 1)."""
+    """(n, C, H, W) -> (C, n*H*W): one column per pixel (a view when n == 1).
+    The matrix products below take its transpose, (n*H*W, C), as a free view: BLAS
+    reads either orientation at full speed, where copying NCHW to (n*H*W, C) would
+    be a slow element-by-element transpose."""
     n, c = x.shape[:2]
     return x.reshape(c, -1) if n == 1 else x.transpose(1, 0, 2, 3).reshape(c, -1)
 
@@ -42,6 +45,17 @@ def _channels_first(x):
 def _samples_first(m, h, w):
     """(C, n*H*W) -> (n, C, H, W), the inverse of ``_channels_first`` (a view)."""
     return m.reshape(m.shape[0], -1, h, w).transpose(1, 0, 2, 3)
+
+
+def _patch_major(w):
+    """A (A, B, kh, kw) weight as the (A, kh*kw*B) matrix whose columns are ordered
+    (u, v, b), like im2col's rows; ``_from_patch_major`` undoes it."""
+    return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+def _from_patch_major(m, shape):
+    a, b, kh, kw = shape
+    return m.reshape(a, kh, kw, b).transpose(0, 3, 1, 2).copy()
 
 
 def conv2d_forward(x, w, b, stride=1, padding=0):
@@ -53,9 +67,10 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     (padding adds zeros on all four sides).
     out: (N, F, Ho, Wo) with Ho = (H + 2*ph - kh) // sh + 1, likewise Wo.
 
-    im2col turns every receptive field into one column, so the convolution is a
-    matrix product (F, C*kh*kw) @ (C*kh*kw, n*Ho*Wo). It is done a few samples at a
-    time (``for_each_batch``, on every core), so the columns stay in cache.
+    im2col turns every receptive field into one row, so the convolution is a matrix
+    product (n*Ho*Wo, kh*kw*C) @ (kh*kw*C, F): a linear layer applied to every patch.
+    It is done a few samples at a time (``for_each_batch``, on every core), so the
+    rows stay in cache.
     """
     bk = backend.current()
     x = bk.xp.ascontiguousarray(x)
@@ -64,12 +79,12 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
     ho, wo = (h + 2 * ph - kh) // stride[0] + 1, (wd + 2 * pw - kw) // stride[1] + 1
-    w_mat = w.reshape(f, -1)
+    w_mat = _patch_major(w)  # (F, kh*kw*C)
     out = bk.xp.empty((n, f, ho, wo), dtype=x.dtype)
 
     def forward(batch):
-        cols = bk.im2col(x[batch], (kh, kw), stride, pad)  # (C*kh*kw, n*Ho*Wo)
-        out_mat = w_mat @ cols  # (F, n*Ho*Wo)
+        cols = bk.im2col(x[batch], (kh, kw), stride, pad)  # (n*Ho*Wo, kh*kw*C)
+        out_mat = w_mat @ cols.T  # (F, n*Ho*Wo), the transpose of cols @ W^T
         if b is not None:
             out_mat += b.reshape(-1, 1)
         out[batch] = _samples_first(out_mat, ho, wo)
@@ -81,31 +96,31 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
 def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """dout: (N, F, Ho, Wo). Returns dx (N, C, H, W), dw (F, C, kh, kw), db (F,) or None.
 
-    With out = W @ cols:  dW = dout @ cols^T,  dcols = W^T @ dout,
-    and col2im adds each column of dcols back onto the pixels its patch came from.
-    The columns are rebuilt from x rather than kept from the forward: that is cheap,
+    With out = cols @ W^T:  dW = dout^T @ cols,  dcols = dout @ W,
+    and col2im adds each row of dcols back onto the pixels its patch came from.
+    The rows are rebuilt from x rather than kept from the forward: that is cheap,
     and keeping them would take kh*kw times the memory of x.
     input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
     x, w, stride, pad, has_bias = cache
     bk = backend.current()
-    f, _, kh, kw = w.shape
+    kh, kw = w.shape[2:]
     n, _, ho, wo = dout.shape
-    w_mat = w.reshape(f, -1)
+    w_mat = _patch_major(w)  # (F, kh*kw*C)
     dx = bk.xp.empty_like(x) if input_grad else None
 
     def backward(batch):
-        dout_mat = _channels_first(dout[batch])  # (F, n*Ho*Wo)
+        dout_t = _channels_first(dout[batch])  # (F, n*Ho*Wo): dout's rows, transposed
         if input_grad:
-            dcols = w_mat.T @ dout_mat  # (C*kh*kw, n*Ho*Wo)
+            dcols = dout_t.T @ w_mat  # (n*Ho*Wo, kh*kw*C)
             dx[batch] = bk.col2im(dcols, x[batch].shape, (kh, kw), stride, pad)
         if weight_grad:
             cols = bk.im2col(x[batch], (kh, kw), stride, pad)
-            db = dout_mat.sum(axis=1) if has_bias else None
-            return dout_mat @ cols.T, db
+            db = dout_t.sum(axis=1) if has_bias else None
+            return dout_t @ cols, db
 
     dw, db = bk.for_each_batch(backward, n, ho * wo) or (None, None)
-    return dx, None if dw is None else dw.reshape(w.shape), db
+    return dx, None if dw is None else _from_patch_major(dw, w.shape), db
 
 
 def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding):
@@ -134,8 +149,8 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     x: (N, Cin, H, W); w: (Cin, Cout, kh, kw) (PyTorch's layout); b: (Cout,) or None.
     out: (N, Cout, Ho, Wo), Ho = (H - 1)*sh - 2*ph + kh + output_padding_h.
 
-    One matrix product gives every pixel's kernel-sized contribution,
-    (Cout*kh*kw, Cin) @ (Cin, n*H*W); col2im adds the overlapping contributions.
+    One matrix product gives every input pixel's kernel-sized contribution,
+    (n*H*W, Cin) @ (Cin, kh*kw*Cout); col2im adds the overlapping contributions.
     """
     bk = backend.current()
     x = bk.xp.ascontiguousarray(x)
@@ -145,11 +160,11 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     ho = conv_transpose2d_output_size(h, kh, stride[0], padding[0], output_padding[0])
     wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
     pad = _transpose_padding(padding, output_padding)
-    w_mat = w.reshape(cin, -1)
+    w_mat = _patch_major(w)  # (Cin, kh*kw*Cout)
     out = bk.xp.empty((n, cout, ho, wo), dtype=x.dtype)
 
     def forward(batch):
-        cols = w_mat.T @ _channels_first(x[batch])  # (Cout*kh*kw, n*H*W)
+        cols = _channels_first(x[batch]).T @ w_mat  # (n*H*W, kh*kw*Cout)
         out[batch] = bk.col2im(cols, out[batch].shape, (kh, kw), stride, pad)
         if b is not None:
             out[batch] += b.reshape(1, -1, 1, 1)
@@ -161,26 +176,26 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
 def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     """dout: (N, Cout, Ho, Wo). Returns dx (N, Cin, H, W), dw (Cin, Cout, kh, kw), db.
 
-    The forward was a col2im of W^T @ x, so the backward is its adjoint: im2col of
+    The forward was a col2im of x @ W, so the backward is its adjoint: im2col of
     dout (an ordinary strided convolution), then two matrix products.
     input_grad / weight_grad False skip dx / (dw, db), returned as None.
     """
     x, w, stride, pad, has_bias = cache
     bk = backend.current()
     n, cin, h, wd = x.shape
-    w_mat = w.reshape(cin, -1)
+    w_mat = _patch_major(w)  # (Cin, kh*kw*Cout)
     dx = bk.xp.empty_like(x) if input_grad else None
 
     def backward(batch):
-        dcols = bk.im2col(dout[batch], w.shape[2:], stride, pad)  # (Cout*kh*kw, n*H*W)
+        dcols = bk.im2col(dout[batch], w.shape[2:], stride, pad)  # (n*H*W, kh*kw*Cout)
         if input_grad:
-            dx[batch] = _samples_first(w_mat @ dcols, h, wd)  # (Cin, n*H*W)
+            dx[batch] = _samples_first(w_mat @ dcols.T, h, wd)  # (Cin, n*H*W)
         if weight_grad:
             db = dout[batch].sum(axis=(0, 2, 3)) if has_bias else None
-            return _channels_first(x[batch]) @ dcols.T, db
+            return _channels_first(x[batch]) @ dcols, db
 
     dw, db = bk.for_each_batch(backward, n, h * wd) or (None, None)
-    return dx, None if dw is None else dw.reshape(w.shape), db
+    return dx, None if dw is None else _from_patch_major(dw, w.shape), db
 
 
 # ---- linear ---------------------------------------------------------------------------

@@ -58,3 +58,24 @@ def test_col2im_is_the_adjoint_of_im2col(backend_name, data):
     back = bk.col2im(other, x.shape, (kh, kw), stride, pad)
     assert back.shape == x.shape
     np.testing.assert_allclose(float((cols * other).sum()), float((x * back).sum()), rtol=1e-10)
+
+
+@given(data=st.data())
+def test_im2col_rows_are_the_receptive_fields(backend_name, data):
+    """Row (n, i, j) of im2col is the zero-padded patch under output (i, j) of sample
+    n, its numbers ordered (u, v, c): the layout the convolutions' weights follow."""
+    n, c = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    stride = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    pad = tuple((data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))) for _ in range(2))
+    h = data.draw(st.integers(max(1, kh - sum(pad[0])), 6))
+    w = data.draw(st.integers(max(1, kw - sum(pad[1])), 6))
+    x = np.random.default_rng(data.draw(st.integers(0, 1000))).standard_normal((n, c, h, w))
+    cols = _host(backend.current().im2col(backend.current().from_numpy(x), (kh, kw), stride, pad))
+    padded = np.pad(x, ((0, 0), (0, 0), *pad))
+    ho, wo = (padded.shape[2] - kh) // stride[0] + 1, (padded.shape[3] - kw) // stride[1] + 1
+    assert cols.shape == (n * ho * wo, kh * kw * c)
+    for row, (s, i, j) in enumerate(np.ndindex(n, ho, wo)):
+        top, left = i * stride[0], j * stride[1]
+        patch = padded[s, :, top : top + kh, left : left + kw]  # (c, kh, kw)
+        np.testing.assert_array_equal(cols[row], patch.transpose(1, 2, 0).reshape(-1))
