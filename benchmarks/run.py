@@ -24,14 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+# minigan before NumPy, as in `python -m minigan.train`: importing it picks OpenBLAS's
+# kernels for this CPU (minigan/cpu.py), which only works before NumPy loads.
 from minigan import backend, nn  # noqa: E402
 from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
 from minigan.train import GANTrainer  # noqa: E402
+
+import numpy as np  # noqa: E402  # isort: skip
 
 CONFIGS = [  # name, image size, channels, ngf = ndf, batch
     ("28x28x1 ngf=ndf=32 batch 128", 28, 1, 32, 128),
@@ -305,6 +307,7 @@ def machine():
         "numba": numba.__version__, "blas": _blas(),
         "numba_threading_layer": numba.config.THREADING_LAYER,
         "sgemm_gflops": {str(n): round(sgemm_rate(n), 1) for n in sorted({1, CORES})},
+        "conv_sgemm_gflops_1_thread": openblas_kernel_rates(),
     }  # fmt: skip
 
 
@@ -312,7 +315,49 @@ def _blas():
     from threadpoolctl import threadpool_info
 
     info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return f"{info[0]['internal_api']} {info[0]['version']}" if info else "unknown"
+    if not info:
+        return "unknown"
+    kernels = f", {info[0]['architecture']} kernels" if info[0].get("architecture") else ""
+    return f"{info[0]['internal_api']} {info[0]['version']}{kernels}"
+
+
+CONV_PRODUCTS = [(128, 1024, 294), (64, 1024, 256), (256, 2048, 54)]  # (F, K, columns)
+
+
+def openblas_kernel_rates():
+    """GFLOP/s (one thread, median over convolution-shaped products) of OpenBLAS's own
+    kernel pick and of the one minigan.cpu asks for, each in a fresh NumPy process:
+    the measurement behind minigan's choice, repeated on this machine."""
+    code = f"""
+import statistics, time, numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+rates = []
+with threadpool_limits(1):
+    for f, k, p in {CONV_PRODUCTS}:
+        w, cols = np.ones((f, k), np.float32), np.ones((p, k), np.float32)
+        times = []
+        for _ in range(30):
+            start = time.perf_counter(); w @ cols.T; times.append(time.perf_counter() - start)
+        rates.append(2 * f * k * p / statistics.median(times) / 1e9)
+print(threadpool_info()[0].get("architecture"), round(statistics.median(rates), 1))
+"""
+    from minigan import cpu
+
+    try:
+        chosen = cpu.preferred_openblas_core(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        chosen = None
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    picks = {"OpenBLAS's pick": env}
+    if chosen:
+        picks["minigan's pick"] = {**env, "OPENBLAS_CORETYPE": chosen}
+    rates = {}
+    for who, run_env in picks.items():
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True,
+                             text=True, check=True)  # fmt: skip
+        kernels, rate = out.stdout.split()
+        rates[f"{kernels} ({who})"] = float(rate)
+    return rates
 
 
 def compile_seconds():
@@ -351,6 +396,9 @@ def markdown(result) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']} "
         f"({m['blas']}), Numba {m['numba']}; {result['torch']}.",
+        "OpenBLAS kernels on convolution-shaped products, one thread: "
+        + ", ".join(f"{k} {v} GFLOP/s" for k, v in m["conv_sgemm_gflops_1_thread"].items())
+        + ".",
         "SGEMM 2048: "
         + ", ".join(f"{v} GFLOP/s on {k} thread(s)" for k, v in m["sgemm_gflops"].items())
         + f". Numba kernels: {result['numba_compile']['compile_s']} s to compile, "

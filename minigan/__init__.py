@@ -7,9 +7,14 @@ minigan.nn          layers (PyTorch's names), Sequential, BCEWithLogitsLoss
 minigan.optim       Adam, SGD
 minigan.init        initialisation, including the DCGAN one
 minigan.gradcheck   finite-difference gradient checks
+minigan.cpu         OpenBLAS's kernels for this CPU, chosen before NumPy loads
 """
 
-from . import backend, functional, init, nn, optim
+from . import cpu
+
+cpu.choose_openblas_kernels()  # before anything below loads NumPy
+
+from . import backend, functional, init, nn, optim  # noqa: E402
 
 __version__ = "0.1.0"
 

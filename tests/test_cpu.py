@@ -1,0 +1,65 @@
+"""minigan.cpu: OpenBLAS's kernels are chosen for the CPU only where measured, only
+before NumPy loads, and never over the user's own choice."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minigan import cpu
+
+ZEN4 = (  # the first lines of /proc/cpuinfo on this project's machine, trimmed
+    "vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+    "flags\t\t: fpu sse avx2 avx512f avx512bw\n"
+)
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        (ZEN4, "Haswell"),
+        (ZEN4 + "\n" + ZEN4.replace("25", "26"), "Haswell"),  # the first processor decides
+        (ZEN4.replace("avx512f avx512bw", ""), None),  # Zen 3: OpenBLAS already uses AVX2
+        (ZEN4.replace("25", "26"), None),  # Zen 5: full-width AVX-512, not measured
+        (ZEN4.replace("AuthenticAMD", "GenuineIntel").replace("25", "6"), None),
+        ("", None),
+    ],
+)
+def test_the_preferred_core_is_haswell_on_zen4_only(cpuinfo, expected):
+    assert cpu.preferred_openblas_core(cpuinfo) == expected
+
+
+def test_nothing_is_changed_once_numpy_is_loaded_or_the_user_has_chosen(monkeypatch):
+    assert "numpy" in sys.modules  # this test process
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert cpu.choose_openblas_kernels() is None
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
+    monkeypatch.delitem(sys.modules, "numpy")
+    assert cpu.choose_openblas_kernels() is None
+    assert cpu.os.environ["OPENBLAS_CORETYPE"] == "Sandybridge"
+
+
+def _kernels(first_import, env):
+    code = (
+        f"import {first_import}, numpy; from threadpoolctl import threadpool_info; "
+        "print([i.get('architecture') for i in threadpool_info() if i['user_api'] == 'blas'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+def test_importing_minigan_first_gets_the_chosen_kernels(monkeypatch):
+    env = {k: v for k, v in cpu.os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    own_pick = _kernels("sys", env)
+    if own_pick in ("[]", "[None]"):
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its kernels")
+    try:
+        chosen = cpu.preferred_openblas_core(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        chosen = None
+    assert _kernels("minigan", env) == (f"[{chosen!r}]" if chosen else own_pick)
+    assert _kernels("minigan", {**env, "OPENBLAS_CORETYPE": "Sandybridge"}) == "['Sandybridge']"
