@@ -343,10 +343,7 @@ print(threadpool_info()[0].get("architecture"), round(statistics.median(rates), 
 """
     from minigan import cpu
 
-    try:
-        chosen = cpu.preferred_openblas_core(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        chosen = None
+    chosen = cpu.preferred_openblas_core_here()
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     picks = {"OpenBLAS's pick": env}
     if chosen:

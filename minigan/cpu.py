@@ -35,16 +35,21 @@ def preferred_openblas_core(cpuinfo: str) -> str | None:
     return "Haswell" if zen4 else None
 
 
+def preferred_openblas_core_here() -> str | None:
+    """``preferred_openblas_core`` for the CPU this process runs on (None off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return preferred_openblas_core(f.read())
+    except OSError:
+        return None
+
+
 def choose_openblas_kernels() -> str | None:
     """Set ``OPENBLAS_CORETYPE`` for this process when this CPU has a measured better
     choice, NumPy is not loaded yet, and the user has not chosen. Returns what it set."""
     if "OPENBLAS_CORETYPE" in os.environ or "numpy" in sys.modules:
         return None
-    try:
-        with open("/proc/cpuinfo") as f:
-            core = preferred_openblas_core(f.read())
-    except OSError:  # not Linux
-        return None
+    core = preferred_openblas_core_here()
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     return core

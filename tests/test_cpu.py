@@ -1,6 +1,7 @@
 """minigan.cpu: OpenBLAS's kernels are chosen for the CPU only where measured, only
 before NumPy loads, and never over the user's own choice."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_nothing_is_changed_once_numpy_is_loaded_or_the_user_has_chosen(monkeypa
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
     monkeypatch.delitem(sys.modules, "numpy")
     assert cpu.choose_openblas_kernels() is None
-    assert cpu.os.environ["OPENBLAS_CORETYPE"] == "Sandybridge"
+    assert os.environ["OPENBLAS_CORETYPE"] == "Sandybridge"
 
 
 def _kernels(first_import, env):
@@ -53,13 +54,10 @@ def _kernels(first_import, env):
 
 
 def test_importing_minigan_first_gets_the_chosen_kernels(monkeypatch):
-    env = {k: v for k, v in cpu.os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     own_pick = _kernels("sys", env)
     if own_pick in ("[]", "[None]"):
         pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its kernels")
-    try:
-        chosen = cpu.preferred_openblas_core(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        chosen = None
+    chosen = cpu.preferred_openblas_core_here()
     assert _kernels("minigan", env) == (f"[{chosen!r}]" if chosen else own_pick)
     assert _kernels("minigan", {**env, "OPENBLAS_CORETYPE": "Sandybridge"}) == "['Sandybridge']"
