@@ -1,22 +1,29 @@
 """The array backend: the one place that knows which array library runs the math.
 
 A backend object offers
-  - ``xp``: the array module (``numpy`` here; ``cupy`` on a GPU backend),
+  - ``xp``: the array module (``numpy``, or ``cupy`` on the GPU backend),
   - random numbers (``seed``, ``randn``, ``rand``, ``get_rng_state``, ``set_rng_state``),
-  - transfers (``from_numpy``, ``to_numpy``),
+    always drawn on the host by one NumPy generator and then moved to the backend, so
+    one seed gives the same weights and noise on every backend,
+  - transfers (``from_numpy``, ``to_numpy``) and ``check_array``,
   - the hot kernels that a faster backend overrides: ``im2col`` / ``col2im``,
     ``batchnorm_forward`` / ``batchnorm_backward``, ``leaky_relu`` /
     ``leaky_relu_backward`` and ``adam_update``,
-  - ``for_each_batch``: how a convolution's work is split over the batch (threads
-    on the CPU; one piece on a GPU).
+  - ``for_each_batch``: how a convolution's work is split over the batch.
 
-The NumPy backend below is the reference: every kernel is written with ``self.xp``
-only, so a CuPy backend can inherit it unchanged and a Numba backend can override
-one kernel at a time and be tested against it. Layers and functions never ask which
-backend is running; they call ``backend.current()`` and use what it offers.
+Three pieces, so each backend takes only what fits it:
+  - ``Backend``: the reference math, written with ``self.xp`` only, and the batch as
+    one piece (a GPU runs each convolution as one big matrix product);
+  - ``CpuThreads``: a convolution split over the cores, a few samples per thread,
+    with BLAS held to one thread meanwhile;
+  - ``NumpyBackend = CpuThreads + Backend`` on NumPy (the reference every other
+    backend is tested against). ``NumbaBackend`` (``backend_numba.py``) is it with
+    compiled kernels; ``CupyBackend`` (``backend_cupy.py``) is ``Backend`` on CuPy.
 
-Pick a backend with ``minigan.backend.use("numpy")`` or the environment variable
-``MINIGAN_BACKEND``.
+The registry ``BACKENDS`` names them all; the modules behind it are imported on first
+use (importing numba or cupy takes a while). Pick one with ``use("numpy")`` or the
+environment variable ``MINIGAN_BACKEND``. Layers and functions never ask which
+backend is running; they call ``current()`` and use what it offers.
 """
 
 from __future__ import annotations
@@ -30,104 +37,78 @@ import os
 import numpy as np
 
 
-class NumpyBackend:
-    """The reference backend: plain NumPy, BLAS for the matrix products."""
+class BackendUnavailable(ValueError):
+    """A backend that cannot run here (its package is missing, or it has no GPU)."""
 
-    name = "numpy"
+
+class Backend:
+    """The reference math on the array module ``xp``; the batch in one piece."""
+
+    name = "reference"
+    xp = np
 
     def __init__(self, seed: int | None = None):
-        self.xp = np
         self.seed(seed)
-        self.set_threads(None)
 
     def __repr__(self) -> str:
         return f"<minigan backend {self.name!r}>"
 
     @classmethod
+    def unusable_reason(cls) -> str | None:
+        """None if this backend can run here, else one line saying why not and what to do."""
+        return None
+
+    @classmethod
     def usable(cls) -> bool:
         """Whether this backend can run on this machine (a GPU backend needs a GPU)."""
-        return True
+        return cls.unusable_reason() is None
 
     # ---- transfers -------------------------------------------------------------
-    def from_numpy(self, a) -> np.ndarray:
+    def from_numpy(self, a):
         """A host (NumPy) array as this backend's array; no copy when none is needed."""
-        return np.asarray(a)
+        return self.xp.asarray(a)
 
     def to_numpy(self, a) -> np.ndarray:
         """This backend's array as a host NumPy array."""
         return np.asarray(a)
 
-    # ---- random numbers --------------------------------------------------------
+    def is_array(self, a) -> bool:
+        """Whether ``a`` is an array of this backend (not a host or foreign array)."""
+        return isinstance(a, self.xp.ndarray)
+
+    def check_array(self, a, where) -> None:
+        """A one-line TypeError, naming ``where``, if ``a`` is not this backend's array:
+        arrays are never moved between host and GPU behind the user's back."""
+        if not self.is_array(a):
+            raise TypeError(wrong_array_message(a, self.name, where))
+
+    # ---- random numbers (host NumPy generator, moved to the backend) -------------------
     def seed(self, seed: int | None) -> None:
         """Restart this backend's random stream (``None``: fresh entropy)."""
         self.rng = np.random.default_rng(seed)
 
     def randn(self, shape, dtype=np.float32):
         """Standard normal samples, generated directly in ``dtype`` (no float64 detour)."""
-        return self.rng.standard_normal(shape, dtype=dtype)
+        return self.from_numpy(self.rng.standard_normal(shape, dtype=dtype))
 
     def rand(self, shape, dtype=np.float32):
         """Uniform samples in [0, 1)."""
-        return self.rng.random(shape, dtype=dtype)
+        return self.from_numpy(self.rng.random(shape, dtype=dtype))
 
     def get_rng_state(self) -> dict:
-        """The random stream's state, as plain data (JSON-serialisable)."""
+        """The random stream's state, as plain data (JSON-serialisable; the same
+        format on every backend, so a run can resume on another one)."""
         return self.rng.bit_generator.state
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
 
-    # ---- threads -----------------------------------------------------------------
-    # A convolution is a few matrix products per sample. Handing each core its own
-    # samples, with a single-threaded BLAS, keeps every sample's im2col columns in
-    # that core's cache and never leaves a BLAS thread pool spinning while other
-    # code runs. Measured here: 1.4x faster than one big multi-threaded product on
-    # the whole batch (benchmarks/RESULTS.md).
-    MIN_COLUMNS = 256  # matrix-product columns per piece; fewer makes BLAS inefficient
-
-    def set_threads(self, threads: int | None) -> None:
-        """How many threads ``for_each_batch`` uses. None: ``MINIGAN_NUM_THREADS``,
-        else ``OMP_NUM_THREADS``, else every core this process may run on."""
-        if threads is None:
-            threads = _threads_from_environment()
-        if int(threads) < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        if getattr(self, "_pool", None) is not None and int(threads) != self.threads:
-            self._pool.shutdown()
-            self._pool = None
-        self.threads = int(threads)
-        self._pool = getattr(self, "_pool", None)
-
+    # ---- how a convolution covers the batch --------------------------------------------
     def for_each_batch(self, work, n: int, columns_per_sample: int):
-        """Call ``work(batch)`` on slices ``batch`` that cover ``range(n)``, in parallel;
-        returns the sum of what the calls return (None if they return None).
-
-        ``work`` writes its slice of the output in place and returns its share of
-        anything summed over the batch (a weight gradient). Slices are as small as
-        the matrix products allow (``MIN_COLUMNS``), so their data stays in cache.
-        Each thread adds up its own slices' results, then the threads' sums are added.
-        """
-        per_slice = -(-self.MIN_COLUMNS // max(columns_per_sample, 1))
-        per_slice = min(per_slice, -(-n // self.threads))
-        slices = [slice(lo, min(lo + per_slice, n)) for lo in range(0, n, per_slice)]
-        threads = min(self.threads, len(slices))
-
-        def run(first):  # the slices first, first + threads, ...
-            total = None
-            for batch in slices[first::threads]:
-                total = _add(total, work(batch))
-            return total
-
-        if threads == 1:
-            return run(0)
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads - 1)
-        with _single_threaded_blas():
-            others = [self._pool.submit(run, first) for first in range(1, threads)]
-            total = run(0)
-            for future in others:
-                total = _add(total, future.result())
-        return total
+        """Call ``work(batch)`` on slices that cover ``range(n)``; returns the sum of what
+        the calls return. Here: one call on the whole batch (one big matrix product per
+        convolution, which is what a GPU wants). ``CpuThreads`` splits it over cores."""
+        return work(slice(0, n))
 
     # ---- convolution kernels -----------------------------------------------------
     def im2col(self, x, kernel_size, stride, padding):
@@ -273,6 +254,84 @@ class NumpyBackend:
         param -= (lr / bias_correction1) * m / denom
 
 
+class CpuThreads:
+    """A convolution split over the CPU's cores (mixed into the NumPy and Numba backends).
+
+    A convolution is a few matrix products per sample. Handing each core its own
+    samples, with a single-threaded BLAS, keeps every sample's im2col rows in that
+    core's cache and never leaves a BLAS thread pool spinning while other code runs.
+    Measured here: 1.4x faster than one big multi-threaded product on the whole batch
+    (benchmarks/RESULTS.md).
+    """
+
+    MIN_COLUMNS = 256  # matrix-product columns per piece; fewer makes BLAS inefficient
+
+    def __init__(self, seed: int | None = None):
+        super().__init__(seed)
+        self.set_threads(None)
+
+    def set_threads(self, threads: int | None) -> None:
+        """How many threads ``for_each_batch`` uses. None: ``MINIGAN_NUM_THREADS``,
+        else ``OMP_NUM_THREADS``, else every core this process may run on."""
+        if threads is None:
+            threads = _threads_from_environment()
+        if int(threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if getattr(self, "_pool", None) is not None and int(threads) != self.threads:
+            self._pool.shutdown()
+            self._pool = None
+        self.threads = int(threads)
+        self._pool = getattr(self, "_pool", None)
+
+    def for_each_batch(self, work, n: int, columns_per_sample: int):
+        """Call ``work(batch)`` on slices ``batch`` that cover ``range(n)``, in parallel;
+        returns the sum of what the calls return (None if they return None).
+
+        ``work`` writes its slice of the output in place and returns its share of
+        anything summed over the batch (a weight gradient). Slices are as small as
+        the matrix products allow (``MIN_COLUMNS``), so their data stays in cache.
+        Each thread adds up its own slices' results, then the threads' sums are added.
+        """
+        per_slice = -(-self.MIN_COLUMNS // max(columns_per_sample, 1))
+        per_slice = min(per_slice, -(-n // self.threads))
+        slices = [slice(lo, min(lo + per_slice, n)) for lo in range(0, n, per_slice)]
+        threads = min(self.threads, len(slices))
+
+        def run(first):  # the slices first, first + threads, ...
+            total = None
+            for batch in slices[first::threads]:
+                total = _add(total, work(batch))
+            return total
+
+        if threads == 1:
+            return run(0)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads - 1)
+        with _single_threaded_blas():
+            others = [self._pool.submit(run, first) for first in range(1, threads)]
+            total = run(0)
+            for future in others:
+                total = _add(total, future.result())
+        return total
+
+
+class NumpyBackend(CpuThreads, Backend):
+    """The reference backend: plain NumPy, BLAS for the matrix products, every core."""
+
+    name = "numpy"
+    xp = np
+
+
+def wrong_array_message(a, backend_name, where) -> str:
+    """What to say when an array of one library meets a layer that lives on another."""
+    kind = f"{type(a).__module__.split('.')[0]}.{type(a).__name__}"
+    if isinstance(a, np.ndarray):
+        fix = "move it there first with minigan.backend.current().from_numpy(x)"
+    else:
+        fix = "bring it to the host first with to_numpy() of the backend it came from"
+    return f"{where}: got a {kind}, but this layer is on the {backend_name!r} backend; {fix}"
+
+
 def kernel_covers_image(x_shape, kernel_size, padding) -> bool:
     """True when the kernel is exactly the (unpadded) image: one patch per sample,
     so the convolution is a plain matrix product (the DCGAN's first and last layers)."""
@@ -317,40 +376,79 @@ def _single_threaded_blas():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-_BACKENDS = {"numpy": NumpyBackend}
-# Backends in modules of their own, imported on first use (importing numba or cupy
-# takes a while): name -> (module, class, the package it needs).
-_LAZY = {"numba": ("minigan.backend_numba", "NumbaBackend", "numba")}
-_instances: dict[str, NumpyBackend] = {}
-_current: NumpyBackend | None = None
+# The one table of backends: name -> (module, class). ``use``, ``available``, ``names``
+# and ``auto`` all read it; a module is imported the first time its backend is asked for.
+BACKENDS = {
+    "numpy": ("minigan.backend", "NumpyBackend"),
+    "numba": ("minigan.backend_numba", "NumbaBackend"),
+    "cupy": ("minigan.backend_cupy", "CupyBackend"),
+}
+GPU = {"cupy"}  # the backends that need a GPU (their tests are marked ``gpu``)
+# The package each one needs, checked without importing it.
+PACKAGES = {"numpy": "numpy", "numba": "numba", "cupy": "cupy"}
+INSTALL = {
+    "numba": "pip install numba",
+    "cupy": "pip install 'minigan[gpu]' (CuPy for CUDA 12; on CUDA 13 drivers: "
+    "pip install cupy-cuda13x)",
+}
+_classes: dict[str, type] = {}
+_instances: dict[str, Backend] = {}
+_current: Backend | None = None
+
+
+def names() -> list[str]:
+    """Every backend minigan knows, installed or not (the choices of ``--backend``)."""
+    return list(BACKENDS)
+
+
+def installed(name: str) -> bool:
+    """Whether the package backend ``name`` needs is installed (nothing is imported)."""
+    return name in _classes or importlib.util.find_spec(PACKAGES[name]) is not None
+
+
+def backend_class(name: str) -> type:
+    """The class of backend ``name``, importing its module on first use."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
+    if name not in _classes:
+        if not installed(name):
+            raise BackendUnavailable(
+                f"backend {name!r} needs {PACKAGES[name]}, which is not installed: "
+                f"{INSTALL.get(name, 'pip install ' + PACKAGES[name])}"
+            )
+        module, cls = BACKENDS[name]
+        _classes[name] = getattr(importlib.import_module(module), cls)
+    return _classes[name]
+
+
+def unusable_reason(name: str) -> str | None:
+    """None if backend ``name`` can run here, else one line saying why not."""
+    try:
+        return backend_class(name).unusable_reason()
+    except BackendUnavailable as e:
+        return str(e)
 
 
 def available() -> list[str]:
-    """Names that ``use`` accepts: the backends whose packages are installed."""
-    lazy = [name for name, (_, _, package) in _LAZY.items() if importlib.util.find_spec(package)]
-    return sorted({*_BACKENDS, *lazy})
+    """The backends that can run here: installed, and (for a GPU one) with a GPU."""
+    return [name for name in BACKENDS if unusable_reason(name) is None]
 
 
-def _backend_class(name):
-    if name not in _BACKENDS and name in available():
-        module, cls, _ = _LAZY[name]
-        _BACKENDS[name] = getattr(importlib.import_module(module), cls)
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
-    return _BACKENDS[name]
-
-
-def use(name: str, seed: int | None = None) -> NumpyBackend:
+def use(name: str, seed: int | None = None) -> Backend:
     """Switch every layer and function to the backend called ``name``; returns it.
 
     Each backend is created once and kept, so switching back and forth keeps its
     random stream; ``seed`` restarts that stream. Parameters are created on the
     backend that is current when a layer is built: choose the backend first.
+    A backend that cannot run here raises ``BackendUnavailable`` (one line: why, and
+    how to install what is missing).
     """
     global _current
-    backend_class = _backend_class(name)
     if name not in _instances:
-        _instances[name] = backend_class(seed)
+        reason = unusable_reason(name) if name in BACKENDS else None
+        if reason:
+            raise BackendUnavailable(reason)
+        _instances[name] = backend_class(name)(seed)
     elif seed is not None:
         _instances[name].seed(seed)
     _current = _instances[name]
@@ -358,16 +456,21 @@ def use(name: str, seed: int | None = None) -> NumpyBackend:
 
 
 def auto() -> str:
-    """The fastest backend that works here: a GPU one if there is one, else Numba
+    """The fastest backend that works here: the GPU one if a GPU works, else Numba
     (compiled kernels; measured faster than plain NumPy on every DCGAN config in
     benchmarks/RESULTS.md), else NumPy."""
     for name in ("cupy", "numba", "numpy"):
-        if name in available() and _backend_class(name).usable():
+        if unusable_reason(name) is None:
             return name
     return "numpy"
 
 
-def current() -> NumpyBackend:
+def created() -> dict[str, Backend]:
+    """The backends created so far in this process, by name."""
+    return dict(_instances)
+
+
+def current() -> Backend:
     """The backend in use (from ``MINIGAN_BACKEND`` on first call, else NumPy)."""
     if _current is None:
         use(os.environ.get("MINIGAN_BACKEND", "numpy"))
@@ -385,7 +488,9 @@ def using(name: str, seed: int | None = None):
         _current = previous
 
 
-def register(name: str, backend_class) -> None:
-    """Make a backend class available to ``use`` (how later backends plug in)."""
-    _BACKENDS[name] = backend_class
+def register(name: str, cls: type, package: str = "numpy") -> None:
+    """Add a backend class to the table (how a backend outside minigan plugs in)."""
+    BACKENDS[name] = (cls.__module__, cls.__name__)
+    PACKAGES[name] = package
+    _classes[name] = cls
     _instances.pop(name, None)

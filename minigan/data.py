@@ -280,10 +280,12 @@ def to_float(images) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1
 
 
-def batches(images, batch_size, seed, epoch, start=0):
+def batches(images, batch_size, seed, epoch, start=0, raw=False):
     """The batches of one epoch, shuffled reproducibly from (seed, epoch); the remainder
     that does not fill a batch is left out (it comes round in later epochs' shuffles).
-    ``start`` skips that many batches (for resuming mid-epoch)."""
+    ``start`` skips that many batches (for resuming mid-epoch). Float32 in [-1, 1], or
+    with ``raw`` the uint8 pixels (the trainer scales them on the backend)."""
     order = np.random.default_rng([seed, epoch]).permutation(len(images))
     for i in range(start, len(images) // batch_size):
-        yield to_float(images[order[i * batch_size : (i + 1) * batch_size]])
+        batch = images[order[i * batch_size : (i + 1) * batch_size]]
+        yield batch if raw else to_float(batch)

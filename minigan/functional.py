@@ -359,12 +359,13 @@ def bce_with_logits_forward(logits, targets, reduction="mean"):
 
     The right-hand form never exponentiates a positive number, so it is finite for
     any logit (the naive sigmoid-then-log gives inf at |z| ~ 100 in float32).
-    logits: any shape; targets: same shape or a scalar. Returns (loss float, cache).
+    logits: any shape; targets: same shape or a scalar. Returns (loss, cache), the loss
+    a 0-d array on the backend (no wait for the GPU; ``float(loss)`` is the number).
     """
     xp = backend.current().xp
     losses = xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-abs(logits)))
     loss = losses.mean() if reduction == "mean" else losses.sum()
-    return float(loss), (logits, targets, reduction)
+    return loss, (logits, targets, reduction)
 
 
 def bce_with_logits_backward(cache, dloss=1.0):

@@ -235,15 +235,15 @@ def _demo_layers():
     from . import nn
 
     f64 = "float64"
-    rng = np.random.default_rng(0)
-    image = rng.standard_normal((2, 3, 6, 5))
+    rng, on_backend = np.random.default_rng(0), backend.current().from_numpy
+    image = on_backend(rng.standard_normal((2, 3, 6, 5)))
     return [
         (nn.Conv2d(3, 4, 3, stride=2, padding=1, dtype=f64), image),
         (nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1, output_padding=1, dtype=f64), image),
         (nn.BatchNorm2d(3, dtype=f64), image),
         (nn.BatchNorm2d(3, dtype=f64).eval(), image),
-        (nn.BatchNorm1d(5, dtype=f64), rng.standard_normal((4, 5))),
-        (nn.Linear(5, 3, dtype=f64), rng.standard_normal((4, 5))),
+        (nn.BatchNorm1d(5, dtype=f64), on_backend(rng.standard_normal((4, 5)))),
+        (nn.Linear(5, 3, dtype=f64), on_backend(rng.standard_normal((4, 5)))),
         (nn.ReLU(), away_from_kink(image)),
         (nn.LeakyReLU(0.2), away_from_kink(image)),
         (nn.Tanh(), image),
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
         "(float64, random upstream gradient).",
     )
     parser.add_argument(
-        "--backend", choices=backend.available(), help="backend to check (default: current)"
+        "--backend", choices=backend.names(), help="backend to check (default: current)"
     )
     parser.add_argument("--verbose", action="store_true", help="print every tensor's check")
     args = parser.parse_args(argv)
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     for layer, x in _demo_layers():
         mode = "" if layer.training else " (eval)"
         reports.append((type(layer).__name__ + mode, check_layer(layer, x)))
-    logits = np.random.default_rng(1).standard_normal((8, 1)) * 4
+    logits = bk.from_numpy(np.random.default_rng(1).standard_normal((8, 1)) * 4)
     loss_check = check_loss(nn.BCEWithLogitsLoss(), logits, (logits > 0.5).astype(np.float64))
     reports.append(("BCEWithLogitsLoss", loss_check))
     for name, report in reports:

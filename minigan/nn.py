@@ -70,6 +70,8 @@ class Module:
     _cache = _NOT_RUN
 
     def __call__(self, x):
+        if hasattr(x, "shape"):  # a layer's own check_input speaks of anything else
+            backend.current().check_array(x, self._one_line_name())
         return self.forward(x)
 
     def forward(self, x):
@@ -230,11 +232,23 @@ class Module:
         return dim
 
     def check_dtype(self, x, param):
+        if not isinstance(x, type(param.data)):  # e.g. a NumPy input, parameters on the GPU
+            raise TypeError(backend.wrong_array_message(x, self._backend_of(param), repr(self)))
         if x.dtype != param.dtype:
             raise TypeError(
                 f"{self!r}: input dtype {x.dtype} does not match parameter dtype "
                 f"{param.dtype}; convert one of them explicitly (x.astype(...))"
             )
+
+    def _one_line_name(self):
+        """repr(self), or just the class name where the repr spans lines (a model)."""
+        text = repr(self)
+        return text if "\n" not in text else type(self).__name__
+
+    @staticmethod
+    def _backend_of(param):
+        return next((name for name, bk in backend.created().items()
+                     if bk.is_array(param.data)), "another")  # fmt: skip
 
     def extra_repr(self) -> str:
         return ""
@@ -656,8 +670,10 @@ class Sequential(Module):
 class BCEWithLogitsLoss:
     """Sigmoid + binary cross-entropy in one numerically stable step.
 
-    ``loss = fn(logits, targets)`` returns the loss as a Python float (mean over all
-    values by default, or reduction="sum"); ``fn.backward()`` returns d loss / d logits.
+    ``loss = fn(logits, targets)`` returns the loss (mean over all values by default,
+    or reduction="sum") as a 0-d array on the backend, like PyTorch's 0-d tensor:
+    ``float(loss)`` is the number (on a GPU that waits for it, so a training loop asks
+    once per step). ``fn.backward()`` returns d loss / d logits.
     targets: an array shaped like logits, or one number for all (e.g. 1.0 for "real").
     """
 
@@ -673,10 +689,15 @@ class BCEWithLogitsLoss:
     def forward(self, logits, targets):
         if not hasattr(logits, "dtype") or logits.dtype.kind != "f":
             raise TypeError(f"{self!r}: logits must be a float array")
+        bk = backend.current()
+        bk.check_array(logits, repr(self))
         if np.ndim(targets) == 0:
             targets = float(targets)
+        elif isinstance(targets, (list, tuple)):
+            targets = bk.from_numpy(np.asarray(targets, dtype=logits.dtype))
         else:
-            targets = backend.current().xp.asarray(targets, dtype=logits.dtype)
+            bk.check_array(targets, f"{self!r} (targets)")
+            targets = targets.astype(logits.dtype, copy=False)
             if targets.shape != logits.shape:
                 raise ValueError(
                     f"{self!r}: targets of shape {tuple(targets.shape)} do not match "

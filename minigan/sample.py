@@ -93,9 +93,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument(
         "--backend",
-        choices=["auto", *backend.available()],
+        choices=["auto", *backend.names()],
         default="auto",
-        help="array backend (default: auto, a GPU backend if one works, else numpy)",
+        help="array backend (default: auto: cupy if a CUDA GPU works, else numba, else numpy)",
     )
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -106,7 +106,11 @@ def main(argv=None) -> int:
     if n < 1 or (args.interpolate is not None and args.interpolate < 2):
         print("error: --n must be at least 1 and --interpolate at least 2", file=sys.stderr)
         return 2
-    backend.use(backend.auto() if args.backend == "auto" else args.backend)
+    try:
+        backend.use(backend.auto() if args.backend == "auto" else args.backend)
+    except ValueError as e:  # e.g. --backend cupy without a GPU
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         G = load_generator(args.checkpoint)
     except checkpoint.CheckpointError as e:

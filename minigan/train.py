@@ -28,14 +28,17 @@ from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 class GANTrainer:
     """The standard GAN step (Goodfellow et al. 2014, with the non-saturating G loss).
 
-    ``step(real)``: real is a NumPy (N, C, H, W) float32 batch in [-1, 1].
+    ``step(real)``: real is an (N, C, H, W) batch: uint8 pixels (moved to the backend
+    as they are and scaled to [-1, 1] there, a quarter of the bytes of float32), or
+    floats in [-1, 1], on the host or already on the backend.
       1. D on the real batch, target 1 (1 - label_smoothing: one-sided smoothing),
          and on a fake batch G(z), z ~ N(0, 1), target 0; one Adam step for D.
       2. G: the same fake batch through the freshly updated D, target 1 (maximise
          log D(G(z)) instead of minimising log(1 - D(G(z))), whose gradient vanishes
          while D wins); the gradient flows back through D into G; one Adam step for G.
     Returns floats: loss_d, loss_g, d_real = mean D(x), d_fake = mean D(G(z)),
-    with D's outputs as probabilities.
+    with D's outputs as probabilities. On a GPU these four numbers are the step's
+    one wait for the device: everything else is queued without looking at results.
     """
 
     def __init__(self, G, D, lr=2e-4, beta1=0.5, nz=100, label_smoothing=0.0):
@@ -49,9 +52,17 @@ class GANTrainer:
     def noise(self, n):
         return backend.current().randn((n, self.nz, 1, 1), dtype=self.dtype)
 
+    def to_backend(self, real):
+        """The real batch on the backend, as floats in [-1, 1] (see ``step``)."""
+        bk = backend.current()
+        real = real if bk.is_array(real) else bk.from_numpy(np.asarray(real))
+        if real.dtype == np.uint8:
+            return real.astype(self.dtype) / 127.5 - 1  # as data.to_float, on the device
+        return real.astype(self.dtype, copy=False)
+
     def step(self, real):
         G, D, loss = self.G, self.D, self.loss
-        real = backend.current().from_numpy(np.asarray(real, dtype=self.dtype))
+        real = self.to_backend(real)
 
         # 1. Discriminator: real -> 1, fake -> 0. D's input gradient is not needed
         #    here (real images are data; G does not learn in this half).
@@ -76,12 +87,12 @@ class GANTrainer:
             D.requires_grad_(True)
         self.opt_g.step()
 
-        return dict(
-            loss_d=loss_real + loss_fake,
-            loss_g=loss_g,
-            d_real=float(sigmoid(logits_real).mean()),
-            d_fake=float(sigmoid(logits_fake).mean()),
-        )
+        # The step's numbers, fetched from the backend together (one wait on a GPU).
+        xp = backend.current().xp
+        numbers = xp.stack([loss_real + loss_fake, loss_g,
+                            sigmoid(logits_real).mean(), sigmoid(logits_fake).mean()])  # fmt: skip
+        loss_d, loss_g, d_real, d_fake = backend.current().to_numpy(numbers).tolist()
+        return dict(loss_d=loss_d, loss_g=loss_g, d_real=d_real, d_fake=d_fake)
 
     def state_dict(self) -> dict:
         """G, D and both Adam states as one flat dict of NumPy arrays."""
@@ -154,8 +165,8 @@ def build_parser():
     d = DEFAULTS
     p.add_argument(
         "--backend",
-        choices=["auto", *backend.available()],
-        help="array backend; auto: a GPU backend if one works, else numpy "
+        choices=["auto", *backend.names()],
+        help="array backend; auto: cupy if a CUDA GPU works, else numba, else numpy "
         "(default: $MINIGAN_BACKEND, else auto)",
     )
     p.add_argument(
@@ -388,7 +399,8 @@ class Run:
                 unit="step",
                 dynamic_ncols=True,
             )
-            for real in data.batches(self.images, c["batch_size"], c["seed"], epoch, start):
+            batches = data.batches(self.images, c["batch_size"], c["seed"], epoch, start, raw=True)
+            for real in batches:  # uint8: scaled to [-1, 1] on the backend
                 began = time.perf_counter()
                 m = self.trainer.step(real)
                 if not all(math.isfinite(v) for v in m.values()):

@@ -1,7 +1,9 @@
 """Shared test settings: the backends to run on and hypothesis profiles.
 
-Every test that takes the ``backend_name`` argument runs once per available
-backend (``minigan.backend.available()``), inside ``backend.using(name)``.
+Every test that takes the ``backend_name`` argument runs once per backend minigan
+knows (``minigan.backend.names()``), inside ``backend.using(name)``. A backend that
+cannot run here is skipped with its reason (numba not installed, no CUDA GPU); the
+GPU backend's runs are marked ``gpu``, so ``pytest -m gpu`` runs exactly them.
 """
 
 import os
@@ -24,7 +26,19 @@ settings.register_profile(
 settings.load_profile("default")
 
 
-@pytest.fixture(params=backend.available())
+def backend_params(names=None):
+    """pytest params for backends: GPU ones marked ``gpu``, unusable ones skipped."""
+    params = []
+    for name in names or backend.names():
+        marks = [pytest.mark.gpu] if name in backend.GPU else []
+        reason = backend.unusable_reason(name)
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+@pytest.fixture(params=backend_params())
 def backend_name(request):
     """The name of each backend in turn; the test body runs with it current."""
     with backend.using(request.param):

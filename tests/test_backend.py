@@ -109,6 +109,8 @@ def test_any_thread_count_and_slice_size_give_the_same_convolutions(
     min_columns=1, several with 40, all in one with 10**6); only the order in which
     the weight gradients are summed may differ from one thread and one slice."""
     bk = backend.current()
+    if not isinstance(bk, backend.CpuThreads):
+        pytest.skip(f"{backend_name} runs each convolution over the whole batch at once")
     monkeypatch.setattr(bk, "MIN_COLUMNS", 10**6)
     bk.set_threads(1)
     try:
@@ -165,3 +167,110 @@ def test_numba_backend_uses_the_workqueue_layer_even_when_numba_was_imported_fir
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "workqueue", out.stderr
+
+
+# ---- the registry, and backends that cannot run here ------------------------------------------
+
+
+def test_the_registry_is_one_table():
+    assert backend.names() == list(backend.BACKENDS) and "cupy" in backend.names()
+    assert set(backend.available()) <= set(backend.names()) and "numpy" in backend.available()
+    assert backend.auto() in backend.available()
+    for name in backend.names():
+        assert (backend.unusable_reason(name) is None) == (name in backend.available())
+
+
+def test_a_missing_package_is_one_line_saying_how_to_install(monkeypatch):
+    monkeypatch.setitem(backend.PACKAGES, "cupy", "no_such_package_minigan")
+    monkeypatch.delitem(backend._classes, "cupy", raising=False)
+    monkeypatch.delitem(backend._instances, "cupy", raising=False)
+    reason = backend.unusable_reason("cupy")
+    assert "not installed" in reason and "pip install" in reason and "\n" not in reason
+    with pytest.raises(backend.BackendUnavailable, match="not installed"):
+        backend.use("cupy")
+    assert "cupy" not in backend.available() and backend.auto() != "cupy"
+
+
+@pytest.mark.skipif(backend.unusable_reason("cupy") is None, reason="a CUDA GPU works here")
+@pytest.mark.parametrize("command", ["minigan.train", "minigan.sample", "minigan.gradcheck"])
+def test_cupy_without_a_gpu_exits_2_with_one_line(command, tmp_path):
+    argv = [sys.executable, "-m", command, "--backend", "cupy"]
+    if command == "minigan.sample":
+        argv += ["--checkpoint", "x.npz", "--out", "x.png"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    err = out.stderr.strip()
+    assert out.returncode == 2 and err.startswith("error: backend 'cupy'"), err
+    assert "\n" not in err and ("GPU" in err or "not installed" in err), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_gpu_backend_uses_only_names_the_installed_cupy_has():
+    """Every cupy.* / cupyx.* attribute chain in backend_cupy.py resolves in the
+    installed CuPy, found by reading the module's source (not a hand-kept list)."""
+    import ast
+    import importlib
+    import pathlib
+
+    cupy = pytest.importorskip("cupy", reason="cupy is not installed")
+    source = (pathlib.Path(minigan.__file__).parent / "backend_cupy.py").read_text()
+    chains = set()
+    for node in ast.walk(ast.parse(source)):
+        parts = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in ("cupy", "cupyx") and parts:
+            chains.add((node.id, *reversed(parts)))
+    assert len(chains) >= 8, chains  # the module does use cupy
+    roots = {"cupy": cupy}
+    for chain in sorted(chains):
+        if chain[0] not in roots:
+            roots[chain[0]] = importlib.import_module(chain[0])
+        obj = roots[chain[0]]
+        for i, attr in enumerate(chain[1:], 1):
+            if not hasattr(obj, attr):  # a submodule not imported yet
+                obj = importlib.import_module(".".join(chain[: i + 1]))
+            else:
+                obj = getattr(obj, attr)
+    importlib.import_module("minigan.backend_cupy")  # and it imports without a GPU
+
+
+class _ForeignArray:
+    """Looks like an array of some other library (say, a torch tensor)."""
+
+    shape, ndim, dtype = (2, 1, 4, 4), 4, np.dtype(np.float32)
+
+
+def test_an_array_of_the_wrong_backend_is_refused_naming_the_layer(backend_name):
+    bk = backend.current()
+    conv, relu, loss = nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BCEWithLogitsLoss()
+    host = np.zeros((2, 1, 4, 4), dtype=np.float32)
+    wrong, fix = (_ForeignArray(), "to_numpy") if bk.xp is np else (host, "from_numpy")
+    for layer in (conv, relu, nn.Sequential(conv)):
+        with pytest.raises(TypeError, match=rf"^{type(layer).__name__}\b[^\n]*backend; .*{fix}"):
+            layer(wrong)
+    with pytest.raises(TypeError, match=rf"BCEWithLogitsLoss.*{fix}"):
+        loss(wrong, 1.0)
+    assert conv(bk.from_numpy(host)).shape == (2, 2, 2, 2)  # once moved, it runs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(backend.unusable_reason("cupy") is not None, reason="no CUDA GPU here")
+def test_parameters_on_the_gpu_refuse_a_host_input_even_on_another_current_backend():
+    with backend.using("cupy"):
+        conv = nn.Conv2d(1, 2, 3)
+    with backend.using("numpy"), pytest.raises(TypeError, match="Conv2d.*'cupy' backend"):
+        conv(np.zeros((2, 1, 4, 4), dtype=np.float32))
+
+
+def test_same_seed_same_weights_and_noise_on_every_backend(backend_name):
+    """Random numbers come from one host generator: a run can move between backends."""
+    bk = backend.current()
+    with backend.using("numpy", seed=11):
+        weights = nn.Conv2d(2, 3, 3).state_dict()
+        noise = backend.current().randn((4, 5))
+    bk.seed(11)
+    ours = nn.Conv2d(2, 3, 3).state_dict()
+    for key in weights:
+        np.testing.assert_array_equal(ours[key], weights[key])
+    np.testing.assert_array_equal(bk.to_numpy(bk.randn((4, 5))), noise)

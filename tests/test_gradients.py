@@ -10,8 +10,8 @@ from cases import CASES, bce_with_logits
 from hypothesis import given
 from hypothesis import strategies as st
 
+from minigan import backend, gradcheck, nn
 from minigan import functional as F
-from minigan import gradcheck, nn
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -31,11 +31,11 @@ def test_loss_gradient(backend_name, data):
 
 def test_functional_pair_gradients(backend_name):
     """The functions lessons teach from pass the same check as the layers."""
-    rng = np.random.default_rng(0)
+    rng, on_backend = np.random.default_rng(0), backend.current().from_numpy
     x, w, b = (
-        rng.standard_normal((2, 3, 6, 5)),
-        rng.standard_normal((4, 3, 3, 2)),
-        rng.standard_normal(4),
+        on_backend(rng.standard_normal((2, 3, 6, 5))),
+        on_backend(rng.standard_normal((4, 3, 3, 2))),
+        on_backend(rng.standard_normal(4)),
     )
     report = gradcheck.check_function(
         lambda x, w, b: F.conv2d_forward(x, w, b, stride=(2, 1), padding=1),

@@ -1,14 +1,19 @@
-"""Every fast backend's kernels against their NumPy reference twins."""
+"""Every fast backend's kernels against their NumPy reference twins.
+
+The inputs are made on the host, moved to the backend under test (``on``), and its
+results brought back (``_same``), so one body serves the CPU and the GPU backends.
+"""
 
 import numpy as np
 import pytest
+from conftest import backend_params
 from hypothesis import given
 from hypothesis import strategies as st
 
 from minigan import backend
 from minigan.backend import NumpyBackend
 
-FAST = [name for name in backend.available() if name != "numpy"]
+FAST = backend_params([name for name in backend.names() if name != "numpy"])
 REFERENCE = NumpyBackend()
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -25,8 +30,14 @@ def _random(data, shape, dtype):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
+def on(bk, *arrays):
+    """Host arrays as arrays of backend ``bk`` (one array: not a tuple)."""
+    moved = tuple(bk.from_numpy(a) for a in arrays)
+    return moved if len(moved) > 1 else moved[0]
+
+
 def _same(ours, reference, dtype, tol=None):
-    ours, reference = np.asarray(ours), np.asarray(reference)
+    ours, reference = backend.current().to_numpy(ours), np.asarray(reference)
     assert ours.shape == reference.shape and ours.dtype == reference.dtype == dtype
     np.testing.assert_allclose(ours, reference, **(tol or TOL[dtype]))
 
@@ -51,15 +62,12 @@ def test_im2col_and_col2im(fast, dtype, data):
     shape, kernel, stride, pad = data.draw(conv_geometry())
     x = _random(data, shape, dtype)
     cols = REFERENCE.im2col(x, kernel, stride, pad)
-    _same(fast.im2col(x, kernel, stride, pad), cols, dtype)
-    _same(
-        fast.im2col(x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2), kernel, stride, pad),
-        cols,
-        dtype,
-    )
+    _same(fast.im2col(on(fast, x), kernel, stride, pad), cols, dtype)
+    x_transposed = on(fast, x.transpose(0, 1, 3, 2).copy()).transpose(0, 1, 3, 2)
+    _same(fast.im2col(x_transposed, kernel, stride, pad), cols, dtype)  # not contiguous
     other = _random(data, cols.shape, dtype)
     _same(
-        fast.col2im(other, shape, kernel, stride, pad),
+        fast.col2im(on(fast, other), shape, kernel, stride, pad),
         REFERENCE.col2im(other, shape, kernel, stride, pad),
         dtype,
     )
@@ -72,7 +80,7 @@ def test_batchnorm(fast, dtype, data):
     x = _random(data, shape, dtype) * data.draw(st.sampled_from([0.01, 1.0, 100.0])) + 3
     gamma, beta = _random(data, shape[1], dtype), _random(data, shape[1], dtype)
     ours, reference = (
-        fast.batchnorm_forward(x, gamma, beta, 1e-5),
+        fast.batchnorm_forward(*on(fast, x, gamma, beta), 1e-5),
         REFERENCE.batchnorm_forward(x, gamma, beta, 1e-5),
     )
     # In float32, x = 3 + 0.01 z keeps only ~3 digits of z: the kernels may sum in
@@ -82,7 +90,7 @@ def test_batchnorm(fast, dtype, data):
         _same(a, b, dtype, tol)
     g = _random(data, shape, dtype)
     _, _, _, x_hat, inv_std = reference
-    for a, b in zip(fast.batchnorm_backward(g, x_hat, gamma, inv_std),
+    for a, b in zip(fast.batchnorm_backward(*on(fast, g, x_hat, gamma, inv_std)),
                     REFERENCE.batchnorm_backward(g, x_hat, gamma, inv_std)):  # fmt: skip
         _same(a, b, dtype, tol)
 
@@ -91,21 +99,48 @@ def test_batchnorm(fast, dtype, data):
 @pytest.mark.parametrize("slope", [0.0, 0.2, 1.5])
 def test_leaky_relu(fast, dtype, slope):
     x = np.array([[-np.inf, -2.0, -0.0, 0.0, 1e-30, 3.0, np.inf]], dtype=dtype)
-    _same(fast.leaky_relu(x, slope), REFERENCE.leaky_relu(x, slope), dtype)
+    _same(fast.leaky_relu(on(fast, x), slope), REFERENCE.leaky_relu(x, slope), dtype)
     g = np.arange(7, dtype=dtype).reshape(1, 7)
-    _same(fast.leaky_relu_backward(g, x, slope), REFERENCE.leaky_relu_backward(g, x, slope), dtype)
-    xt = np.random.default_rng(0).standard_normal((3, 4)).astype(dtype).T  # not contiguous
-    _same(fast.leaky_relu(xt, slope), REFERENCE.leaky_relu(xt, slope), dtype)
+    _same(
+        fast.leaky_relu_backward(*on(fast, g, x), slope),
+        REFERENCE.leaky_relu_backward(g, x, slope),
+        dtype,
+    )
+    xt = np.random.default_rng(0).standard_normal((3, 4)).astype(dtype)
+    _same(fast.leaky_relu(on(fast, xt).T, slope), REFERENCE.leaky_relu(xt.T, slope), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_update(fast, dtype):
     rng = np.random.default_rng(1)
     states = [[abs(rng.standard_normal((3, 5))).astype(dtype) for _ in range(3)] for _ in range(2)]
-    states[1] = [a.copy() for a in states[0]]
+    states[0] = [fast.from_numpy(a.copy()) for a in states[1]]
     for step in range(1, 4):
         grad = rng.standard_normal((3, 5)).astype(dtype)
         for bk, (p, m, v) in zip((fast, REFERENCE), states):
-            bk.adam_update(p, grad, m, v, lr=1e-2, beta1=0.5, beta2=0.999, eps=1e-8, step=step)
+            bk.adam_update(p, bk.from_numpy(grad), m, v, lr=1e-2, beta1=0.5, beta2=0.999,
+                           eps=1e-8, step=step)  # fmt: skip
     for a, b in zip(*states):
         _same(a, b, dtype)
+
+
+# ---- the GPU kernels' index arithmetic, checked on the CPU -----------------------------------
+# backend_cupy.py writes the gather kernels' index arithmetic out twice: in CUDA, and
+# line for line in Python (the "twins"). The twins run here, without a GPU, against
+# the NumPy reference; on a GPU the kernels themselves meet the same reference above.
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_gpu_gather_kernels_python_twins(dtype, data):
+    twins = pytest.importorskip("minigan.backend_cupy", reason="cupy is not installed")
+    shape, kernel, stride, pad = data.draw(conv_geometry())
+    x = _random(data, shape, dtype)
+    cols = REFERENCE.im2col(x, kernel, stride, pad)
+    _same(twins.im2col_twin(x, kernel, stride, pad), cols, dtype)
+    other = _random(data, cols.shape, dtype)
+    _same(
+        twins.col2im_twin(other, shape, kernel, stride, pad),
+        REFERENCE.col2im(other, shape, kernel, stride, pad),
+        dtype,
+    )

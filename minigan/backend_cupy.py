@@ -1,0 +1,246 @@
+"""The CuPy backend: the reference math on an NVIDIA GPU (``--backend cupy``).
+
+The only module that imports ``cupy``. ``CupyBackend`` inherits the reference
+kernels of ``Backend`` (written with ``self.xp``, here ``cupy``) and the batch in one
+piece: every convolution is one big cuBLAS matrix product over the whole batch.
+What it replaces, each with a twin that the tests hold to the NumPy reference:
+
+- im2col and col2im as *gather* kernels, one GPU thread per output value: im2col reads
+  each patch entry straight from the NCHW image (no padded copy), col2im adds up, for
+  one pixel, every patch entry that landed on it. No atomics, so results are the same
+  on every run. Their index arithmetic is written out twice, in CUDA below and in
+  plain Python (``gather_twins``), and the Python twin is tested on the CPU;
+- LeakyReLU, its backward and the Adam update as one fused element-wise kernel each
+  (the reference makes 2, 4 and ~10 passes over memory);
+- batch norm as two reductions and one fused element-wise pass each way.
+
+Random numbers come from the host (``Backend``): the same seed gives the same weights
+and noise as on the CPU backends. Float32 matrix products are strict float32 unless
+CuPy's ``CUPY_TF32=1`` is set (README: TF32).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cupy
+import numpy as np
+
+from .backend import Backend
+
+# ---- convolution: gather kernels ------------------------------------------------------------
+
+_IM2COL = cupy.ElementwiseKernel(
+    "raw T x, int32 c, int32 h, int32 w, int32 ho, int32 wo, int32 kh, int32 kw, "
+    "int32 sh, int32 sw, int32 top, int32 left",
+    "T col",
+    """
+    // col is cols[row, k] with row = (n, oi, oj) and k = (u, v, ch), as in im2col.
+    const ptrdiff_t k = i % ((ptrdiff_t)kh * kw * c), row = i / ((ptrdiff_t)kh * kw * c);
+    const int ch = k % c, v = (k / c) % kw, u = k / (c * kw);
+    const int oj = row % wo, oi = (row / wo) % ho;
+    const ptrdiff_t n = row / ((ptrdiff_t)wo * ho);
+    const int y = oi * sh + u - top, xx = oj * sw + v - left;  // where it sits in x
+    col = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((n * c + ch) * h + y) * w + xx] : (T)0;
+    """,
+    "minigan_im2col",
+)
+
+_COL2IM = cupy.ElementwiseKernel(
+    "raw T cols, int32 c, int32 h, int32 w, int32 ho, int32 wo, int32 kh, int32 kw, "
+    "int32 sh, int32 sw, int32 top, int32 left",
+    "T x",
+    """
+    // x is the NCHW image x[n, ch, y, xx]; sum every patch entry that landed on it.
+    const int xx = i % w, y = (i / w) % h, ch = (i / ((ptrdiff_t)w * h)) % c;
+    const ptrdiff_t n = i / ((ptrdiff_t)w * h * c);
+    const int yp = y + top, xp = xx + left;  // the pixel in padded coordinates
+    T total = 0;
+    for (int u = yp % sh; u < kh && u <= yp; u += sh) {  // offsets with (yp - u) % sh == 0
+        const int oi = (yp - u) / sh;
+        if (oi >= ho) continue;
+        for (int v = xp % sw; v < kw && v <= xp; v += sw) {
+            const int oj = (xp - v) / sw;
+            if (oj >= wo) continue;
+            total += cols[((n * ho + oi) * wo + oj) * ((ptrdiff_t)kh * kw * c)
+                          + (u * kw + v) * c + ch];
+        }
+    }
+    x = total;
+    """,
+    "minigan_col2im",
+)
+
+
+def _geometry(x_shape, kernel_size, stride, padding):
+    """The int arguments both gather kernels take, in their order."""
+    (kh, kw), (sh, sw) = kernel_size, stride
+    (top, bottom), (left, right) = padding
+    _, c, h, w = x_shape
+    ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+    return c, h, w, ho, wo, kh, kw, sh, sw, top, left
+
+
+def im2col_twin(x, kernel_size, stride, padding):
+    """The im2col kernel's arithmetic in plain Python, one output value at a time
+    (the CPU twin the tests compare with the NumPy reference; tiny inputs only)."""
+    c, h, w, ho, wo, kh, kw, sh, sw, top, left = _geometry(x.shape, kernel_size, stride, padding)
+    flat, cols = x.reshape(-1), np.empty((x.shape[0] * ho * wo, kh * kw * c), dtype=x.dtype)
+    out = cols.reshape(-1)
+    for i in range(out.size):
+        k, row = i % (kh * kw * c), i // (kh * kw * c)
+        ch, v, u = k % c, (k // c) % kw, k // (c * kw)
+        oj, oi, n = row % wo, (row // wo) % ho, row // (wo * ho)
+        y, xx = oi * sh + u - top, oj * sw + v - left
+        inside = 0 <= y < h and 0 <= xx < w
+        out[i] = flat[((n * c + ch) * h + y) * w + xx] if inside else 0
+    return cols
+
+
+def col2im_twin(cols, x_shape, kernel_size, stride, padding):
+    """The col2im kernel's arithmetic in plain Python, one pixel at a time (CPU twin)."""
+    c, h, w, ho, wo, kh, kw, sh, sw, top, left = _geometry(x_shape, kernel_size, stride, padding)
+    flat, x = cols.reshape(-1), np.empty(x_shape, dtype=cols.dtype)
+    out = x.reshape(-1)
+    for i in range(out.size):
+        xx, y, ch, n = i % w, (i // w) % h, (i // (w * h)) % c, i // (w * h * c)
+        yp, xp = y + top, xx + left
+        total = 0.0
+        for u in range(yp % sh, min(kh, yp + 1), sh):
+            oi = (yp - u) // sh
+            if oi >= ho:
+                continue
+            for v in range(xp % sw, min(kw, xp + 1), sw):
+                oj = (xp - v) // sw
+                if oj >= wo:
+                    continue
+                total += flat[((n * ho + oi) * wo + oj) * (kh * kw * c) + (u * kw + v) * c + ch]
+        out[i] = total
+    return x
+
+
+# ---- element-wise and batch-norm kernels ---------------------------------------------------
+
+_LEAKY_RELU = cupy.ElementwiseKernel(
+    "T x, T slope",
+    "T y",
+    "y = (x > 0 || isnan(x)) ? x : (slope == 0 ? (T)0 : x * slope)",  # ReLU(-inf) is 0
+    "minigan_leaky_relu",
+)
+_LEAKY_RELU_BACKWARD = cupy.ElementwiseKernel(
+    "T grad, T x, T slope", "T dx", "dx = x > 0 ? grad : grad * slope", "minigan_leaky_relu_bwd"
+)
+_ADAM = cupy.ElementwiseKernel(
+    "T grad, T step_size, T beta1, T beta2, T eps, T bias_correction2_sqrt",
+    "T param, T m, T v",
+    """
+    m = beta1 * m + (1 - beta1) * grad;
+    v = beta2 * v + (1 - beta2) * grad * grad;
+    param -= step_size * m / (sqrt(v) / bias_correction2_sqrt + eps);
+    """,
+    "minigan_adam",
+)
+_SUM_OF_SQUARES_ABOUT = cupy.ReductionKernel(
+    "T x, T mean", "T total", "(x - mean) * (x - mean)", "a + b", "total = a", "0",
+    "minigan_sum_sq",
+)  # fmt: skip
+_SUM_OF_PRODUCTS = cupy.ReductionKernel(
+    "T a, T b", "T total", "a * b", "a + b", "total = a", "0", "minigan_sum_prod"
+)
+_BATCHNORM_APPLY = cupy.ElementwiseKernel(
+    "T x, T mean, T inv_std, T gamma, T beta",
+    "T x_hat, T out",
+    "x_hat = (x - mean) * inv_std; out = x_hat * gamma + beta",
+    "minigan_batchnorm",
+)
+_BATCHNORM_BACKWARD = cupy.ElementwiseKernel(
+    "T grad, T x_hat, T a, T b, T c", "T dx", "dx = grad * a - x_hat * b - c", "minigan_bn_bwd"
+)
+
+
+class CupyBackend(Backend):
+    """CuPy arrays on the current CUDA device; cuBLAS products; fused kernels."""
+
+    name = "cupy"
+    xp = cupy
+
+    @classmethod
+    @functools.cache
+    def unusable_reason(cls) -> str | None:
+        """None when a CUDA GPU answers; else one line saying what is missing.
+        (``import cupy`` works without a driver; the first CUDA call tells.)"""
+        try:
+            if cupy.cuda.runtime.getDeviceCount() < 1:
+                return "backend 'cupy': no CUDA GPU was found"
+            cupy.empty(1, dtype=np.float32)  # the driver, the runtime and memory all answer
+        except Exception as e:  # CUDARuntimeError, a missing libcuda, ...
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return (
+                f"backend 'cupy': no usable CUDA GPU or driver was found ({detail}); "
+                "on a machine with an NVIDIA GPU install its driver and "
+                "pip install 'minigan[gpu]' (or cupy-cuda13x on CUDA 13 drivers)"
+            )
+        return None
+
+    # ---- transfers ------------------------------------------------------------------
+    def from_numpy(self, a):
+        return cupy.asarray(a)  # host -> device (no copy for an array already there)
+
+    def to_numpy(self, a) -> np.ndarray:
+        return cupy.asnumpy(a)  # device -> host (waits for the GPU)
+
+    # ---- convolution --------------------------------------------------------------------
+    def im2col(self, x, kernel_size, stride, padding):
+        geometry = _geometry(x.shape, kernel_size, stride, padding)
+        c, _, _, ho, wo, kh, kw = geometry[:7]
+        cols = cupy.empty((x.shape[0] * ho * wo, kh * kw * c), dtype=x.dtype)
+        return _IM2COL(cupy.ascontiguousarray(x), *geometry, cols)
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding):
+        x = cupy.empty(x_shape, dtype=cols.dtype)
+        geometry = _geometry(x_shape, kernel_size, stride, padding)
+        return _COL2IM(cupy.ascontiguousarray(cols), *geometry, x)
+
+    # ---- batch normalisation -----------------------------------------------------------
+    def batchnorm_forward(self, x, gamma, beta, eps):
+        axes, shape = _channel_axes(x)
+        m = x.size // x.shape[1]
+        mean = x.mean(axis=axes)
+        var = _SUM_OF_SQUARES_ABOUT(x, mean.reshape(shape), axis=axes) / m
+        inv_std = 1 / cupy.sqrt(var + eps)
+        x_hat, out = _BATCHNORM_APPLY(
+            x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
+            beta.reshape(shape),
+        )  # fmt: skip
+        return out, mean, var, x_hat, inv_std
+
+    def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
+        axes, shape = _channel_axes(grad_out)
+        m = grad_out.size // grad_out.shape[1]
+        dbeta = grad_out.sum(axis=axes)
+        dgamma = _SUM_OF_PRODUCTS(grad_out, x_hat, axis=axes)
+        scale = gamma * inv_std / m  # the reference's formula, fused into one pass
+        dx = _BATCHNORM_BACKWARD(
+            grad_out, x_hat, (scale * m).reshape(shape), (scale * dgamma).reshape(shape),
+            (scale * dbeta).reshape(shape),
+        )  # fmt: skip
+        return dx, dgamma, dbeta
+
+    # ---- element-wise -----------------------------------------------------------------
+    def leaky_relu(self, x, negative_slope):
+        return _LEAKY_RELU(x, x.dtype.type(negative_slope))
+
+    def leaky_relu_backward(self, grad_out, x, negative_slope):
+        return _LEAKY_RELU_BACKWARD(grad_out, x, grad_out.dtype.type(negative_slope))
+
+    def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
+        t = param.dtype.type
+        _ADAM(
+            grad, t(lr / (1 - beta1**step)), t(beta1), t(beta2), t(eps),
+            t((1 - beta2**step) ** 0.5), param, m, v,
+        )  # fmt: skip
+
+
+def _channel_axes(x):
+    """The axes a per-channel statistic sums over, and the shape that broadcasts (C,)."""
+    return (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
