@@ -177,8 +177,9 @@ def test_dcgan_initialisation(backend_name):
 def test_optimizers_keep_float32(optimizer, backend_name):
     layer = nn.Linear(3, 2)
     opt = optimizer(layer.parameters())
-    layer(np.ones((2, 3), dtype=np.float32))
-    layer.backward(np.ones((2, 2), dtype=np.float32))
+    on_backend = backend.current().from_numpy
+    layer(on_backend(np.ones((2, 3), dtype=np.float32)))
+    layer.backward(on_backend(np.ones((2, 2), dtype=np.float32)))
     before = _host(layer.weight.data).copy()
     opt.step()
     assert layer.weight.data.dtype == np.float32 and not np.array_equal(
