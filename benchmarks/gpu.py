@@ -378,7 +378,7 @@ def kernel_summary(events, steps):
                 "ms_per_step": d / steps / 1e3,
                 "calls_per_step": calls[name] / steps,
             }
-            for name, d in per_name.most_common(5)
+            for name, d in per_name.most_common(15)
         ],
     }
 
@@ -772,7 +772,7 @@ def details(result) -> str:
         for run in tops:
             names = "; ".join(
                 f"`{k['name'][:60]}` {k['ms_per_step']:.2f} ({k['calls_per_step']:.0f})"
-                for k in run["profile"]["top_kernels"][:3]
+                for k in run["profile"]["top_kernels"][:8]
             )
             lines.append(f"- {run['config']}, {run['precision']}: {names}")
     notes = []

@@ -7,7 +7,7 @@ A backend object offers
     one seed gives the same weights and noise on every backend,
   - transfers (``from_numpy``, ``to_numpy``) and ``check_array``,
   - the hot kernels that a faster backend overrides: ``im2col`` / ``col2im``,
-    ``batchnorm_forward`` / ``batchnorm_backward``, ``leaky_relu`` /
+    ``batchnorm_forward`` / ``batchnorm_backward`` / ``update_running_stats``, ``leaky_relu`` /
     ``leaky_relu_backward`` and ``adam_update``,
   - ``for_each_batch``: how a convolution's work is split over the batch.
 
@@ -213,6 +213,14 @@ class Backend:
         dx += grad_out * (scale * m).reshape(shape)
         dx -= (scale * dbeta).reshape(shape)
         return dx, dgamma, dbeta
+
+    def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
+        """running <- (1 - momentum) * running + momentum * batch, in place, for the mean
+        and for the *unbiased* variance var * count / (count - 1), as PyTorch does."""
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+        running_var *= 1 - momentum
+        running_var += momentum * (var * (count / (count - 1)))
 
     # ---- activations -------------------------------------------------------------
     def leaky_relu(self, x, negative_slope):

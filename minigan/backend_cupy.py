@@ -12,7 +12,8 @@ What it replaces, each with a twin that the tests hold to the NumPy reference:
   plain Python (``gather_twins``), and the Python twin is tested on the CPU;
 - LeakyReLU, its backward and the Adam update as one fused element-wise kernel each
   (the reference makes 2, 4 and ~10 passes over memory);
-- batch norm as two reductions and one fused element-wise pass each way.
+- batch norm's statistics as row-wise reductions (then a small one over the batch),
+  its normalisation, backward and running statistics as one fused pass each.
 
 Random numbers come from the host (``Backend``): the same seed gives the same weights
 and noise as on the CPU backends. Float32 matrix products are strict float32 unless
@@ -30,16 +31,17 @@ from .backend import Backend
 
 # ---- convolution: gather kernels ------------------------------------------------------------
 
+# Index arithmetic in 32-bit ints (64-bit division is several times slower on a GPU);
+# the wrappers fall back to the reference for arrays of 2**31 values or more.
 _IM2COL = cupy.ElementwiseKernel(
     "raw T x, int32 c, int32 h, int32 w, int32 ho, int32 wo, int32 kh, int32 kw, "
     "int32 sh, int32 sw, int32 top, int32 left",
     "T col",
     """
     // col is cols[row, k] with row = (n, oi, oj) and k = (u, v, ch), as in im2col.
-    const ptrdiff_t k = i % ((ptrdiff_t)kh * kw * c), row = i / ((ptrdiff_t)kh * kw * c);
+    const int k = (int)i % (kh * kw * c), row = (int)i / (kh * kw * c);
     const int ch = k % c, v = (k / c) % kw, u = k / (c * kw);
-    const int oj = row % wo, oi = (row / wo) % ho;
-    const ptrdiff_t n = row / ((ptrdiff_t)wo * ho);
+    const int oj = row % wo, oi = (row / wo) % ho, n = row / (wo * ho);
     const int y = oi * sh + u - top, xx = oj * sw + v - left;  // where it sits in x
     col = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((n * c + ch) * h + y) * w + xx] : (T)0;
     """,
@@ -52,8 +54,8 @@ _COL2IM = cupy.ElementwiseKernel(
     "T x",
     """
     // x is the NCHW image x[n, ch, y, xx]; sum every patch entry that landed on it.
-    const int xx = i % w, y = (i / w) % h, ch = (i / ((ptrdiff_t)w * h)) % c;
-    const ptrdiff_t n = i / ((ptrdiff_t)w * h * c);
+    const int xx = (int)i % w, y = ((int)i / w) % h, ch = ((int)i / (w * h)) % c;
+    const int n = (int)i / (w * h * c);
     const int yp = y + top, xp = xx + left;  // the pixel in padded coordinates
     T total = 0;
     for (int u = yp % sh; u < kh && u <= yp; u += sh) {  // offsets with (yp - u) % sh == 0
@@ -62,14 +64,14 @@ _COL2IM = cupy.ElementwiseKernel(
         for (int v = xp % sw; v < kw && v <= xp; v += sw) {
             const int oj = (xp - v) / sw;
             if (oj >= wo) continue;
-            total += cols[((n * ho + oi) * wo + oj) * ((ptrdiff_t)kh * kw * c)
-                          + (u * kw + v) * c + ch];
+            total += cols[((n * ho + oi) * wo + oj) * (kh * kw * c) + (u * kw + v) * c + ch];
         }
     }
     x = total;
     """,
     "minigan_col2im",
 )
+_INT32_VALUES = 2**31 - 1  # the most values a kernel's 32-bit indices can address
 
 
 def _geometry(x_shape, kernel_size, stride, padding):
@@ -140,13 +142,19 @@ _ADAM = cupy.ElementwiseKernel(
     """,
     "minigan_adam",
 )
-_SUM_OF_SQUARES_ABOUT = cupy.ReductionKernel(
-    "T x, T mean", "T total", "(x - mean) * (x - mean)", "a + b", "total = a", "0",
-    "minigan_sum_sq",
+# Batch-norm statistics in two stages: first along each (sample, channel) row of H*W
+# contiguous numbers (many rows, so every SM has work), then over the samples (small).
+# One stage over (N, H, W) at once, a strided reduction with only C outputs, measured
+# 17.6 of 48.5 ms of kernel time per DCGAN step (64x64, batch 256) on an H100.
+_MEAN_SQUARE_ABOUT = cupy.ReductionKernel(
+    "T x, T mean", "T out", "(x - mean) * (x - mean)", "a + b",
+    "out = a / (_in_ind.size() / _out_ind.size())", "0", "minigan_mean_square",
 )  # fmt: skip
 _SUM_OF_PRODUCTS = cupy.ReductionKernel(
     "T a, T b", "T total", "a * b", "a + b", "total = a", "0", "minigan_sum_prod"
 )
+_INV_STD = cupy.ElementwiseKernel("T var, T eps", "T inv_std", "inv_std = rsqrt(var + eps)",
+                                  "minigan_inv_std")  # fmt: skip
 _BATCHNORM_APPLY = cupy.ElementwiseKernel(
     "T x, T mean, T inv_std, T gamma, T beta",
     "T x_hat, T out",
@@ -154,7 +162,19 @@ _BATCHNORM_APPLY = cupy.ElementwiseKernel(
     "minigan_batchnorm",
 )
 _BATCHNORM_BACKWARD = cupy.ElementwiseKernel(
-    "T grad, T x_hat, T a, T b, T c", "T dx", "dx = grad * a - x_hat * b - c", "minigan_bn_bwd"
+    "T grad, T x_hat, T gamma, T inv_std, T dgamma, T dbeta, T m",
+    "T dx",
+    "dx = gamma * inv_std / m * (m * grad - dbeta - x_hat * dgamma)",  # the reference's formula
+    "minigan_batchnorm_backward",
+)
+_RUNNING_STATS = cupy.ElementwiseKernel(
+    "T mean, T var, T momentum, T unbias",
+    "T running_mean, T running_var",
+    """
+    running_mean = (1 - momentum) * running_mean + momentum * mean;
+    running_var = (1 - momentum) * running_var + momentum * (var * unbias);
+    """,
+    "minigan_running_stats",
 )
 
 
@@ -193,21 +213,26 @@ class CupyBackend(Backend):
     def im2col(self, x, kernel_size, stride, padding):
         geometry = _geometry(x.shape, kernel_size, stride, padding)
         c, _, _, ho, wo, kh, kw = geometry[:7]
-        cols = cupy.empty((x.shape[0] * ho * wo, kh * kw * c), dtype=x.dtype)
+        shape = (x.shape[0] * ho * wo, kh * kw * c)
+        if max(shape[0] * shape[1], x.size) > _INT32_VALUES:
+            return super().im2col(x, kernel_size, stride, padding)
+        cols = cupy.empty(shape, dtype=x.dtype)
         return _IM2COL(cupy.ascontiguousarray(x), *geometry, cols)
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding):
+        if max(cols.size, int(np.prod(x_shape))) > _INT32_VALUES:
+            return super().col2im(cols, x_shape, kernel_size, stride, padding)
         x = cupy.empty(x_shape, dtype=cols.dtype)
         geometry = _geometry(x_shape, kernel_size, stride, padding)
         return _COL2IM(cupy.ascontiguousarray(cols), *geometry, x)
 
     # ---- batch normalisation -----------------------------------------------------------
     def batchnorm_forward(self, x, gamma, beta, eps):
-        axes, shape = _channel_axes(x)
-        m = x.size // x.shape[1]
-        mean = x.mean(axis=axes)
-        var = _SUM_OF_SQUARES_ABOUT(x, mean.reshape(shape), axis=axes) / m
-        inv_std = 1 / cupy.sqrt(var + eps)
+        rows = _rows(x)  # (N, C, M)
+        mean = rows.mean(axis=2).mean(axis=0)  # every row has M values: the mean of means
+        var = _MEAN_SQUARE_ABOUT(rows, mean.reshape(1, -1, 1), axis=2).mean(axis=0)
+        inv_std = _INV_STD(var, var.dtype.type(eps))
+        shape = (1, -1) + (1,) * (x.ndim - 2)
         x_hat, out = _BATCHNORM_APPLY(
             x, mean.reshape(shape), inv_std.reshape(shape), gamma.reshape(shape),
             beta.reshape(shape),
@@ -215,16 +240,19 @@ class CupyBackend(Backend):
         return out, mean, var, x_hat, inv_std
 
     def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
-        axes, shape = _channel_axes(grad_out)
-        m = grad_out.size // grad_out.shape[1]
-        dbeta = grad_out.sum(axis=axes)
-        dgamma = _SUM_OF_PRODUCTS(grad_out, x_hat, axis=axes)
-        scale = gamma * inv_std / m  # the reference's formula, fused into one pass
+        rows, shape = _rows(grad_out), (1, -1) + (1,) * (grad_out.ndim - 2)
+        dbeta = rows.sum(axis=2).sum(axis=0)
+        dgamma = _SUM_OF_PRODUCTS(rows, _rows(x_hat), axis=2).sum(axis=0)
+        m = grad_out.dtype.type(rows.shape[0] * rows.shape[2])
         dx = _BATCHNORM_BACKWARD(
-            grad_out, x_hat, (scale * m).reshape(shape), (scale * dgamma).reshape(shape),
-            (scale * dbeta).reshape(shape),
+            grad_out, x_hat, gamma.reshape(shape), inv_std.reshape(shape),
+            dgamma.reshape(shape), dbeta.reshape(shape), m,
         )  # fmt: skip
         return dx, dgamma, dbeta
+
+    def update_running_stats(self, running_mean, running_var, mean, var, momentum, count):
+        t = running_mean.dtype.type
+        _RUNNING_STATS(mean, var, t(momentum), t(count / (count - 1)), running_mean, running_var)
 
     # ---- element-wise -----------------------------------------------------------------
     def leaky_relu(self, x, negative_slope):
@@ -241,6 +269,6 @@ class CupyBackend(Backend):
         )  # fmt: skip
 
 
-def _channel_axes(x):
-    """The axes a per-channel statistic sums over, and the shape that broadcasts (C,)."""
-    return (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+def _rows(x):
+    """(N, C, *spatial) as (N, C, M): each sample's channel one contiguous row."""
+    return cupy.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)

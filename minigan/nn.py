@@ -451,11 +451,9 @@ class BatchNorm(Module):
             momentum = 1.0 / float(self.num_batches_tracked)
         else:
             momentum = self.momentum
-        unbiased_var = cache["var"] * (count / (count - 1))
-        self.running_mean *= 1 - momentum
-        self.running_mean += momentum * cache["mean"]
-        self.running_var *= 1 - momentum
-        self.running_var += momentum * unbiased_var
+        backend.current().update_running_stats(
+            self.running_mean, self.running_var, cache["mean"], cache["var"], momentum, count
+        )
         return self.remember(out, cache)
 
     def backward(self, grad_output, input_grad=True):

@@ -116,7 +116,7 @@ def test_bce_with_logits_matches_torch(backend_name, data):
         z, t, reduction=loss_fn.reduction
     )
     expected.backward()
-    np.testing.assert_allclose(loss, expected.item(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(float(loss), expected.item(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(_numpy(loss_fn.backward()), z.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
