@@ -7,8 +7,9 @@ A backend object offers
     one seed gives the same weights and noise on every backend,
   - transfers (``from_numpy``, ``to_numpy``) and ``check_array``,
   - the hot kernels that a faster backend overrides: ``im2col`` / ``col2im``,
-    ``batchnorm_forward`` / ``batchnorm_backward`` / ``update_running_stats``, ``leaky_relu`` /
-    ``leaky_relu_backward`` and ``adam_update``,
+    ``batchnorm_forward`` / ``batchnorm_backward`` / ``update_running_stats``,
+    ``leaky_relu`` / ``leaky_relu_backward``, ``sigmoid``, ``bce_with_logits`` /
+    ``bce_with_logits_backward`` and ``adam_update``,
   - ``for_each_batch``: how a convolution's work is split over the batch.
 
 Three pieces, so each backend takes only what fits it:
@@ -243,6 +244,26 @@ class Backend:
         slope += negative_slope
         slope *= grad_out
         return slope
+
+    def sigmoid(self, x):
+        """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
+        xp = self.xp
+        e = xp.exp(-abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+    # ---- loss ------------------------------------------------------------------------
+    def bce_with_logits(self, logits, targets, reduction):
+        """mean (or sum) of max(z, 0) - z t + log(1 + exp(-|z|)): a 0-d array."""
+        xp = self.xp
+        losses = xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-abs(logits)))
+        return losses.mean() if reduction == "mean" else losses.sum()
+
+    def bce_with_logits_backward(self, logits, targets, reduction, dloss):
+        """dloss * (sigmoid(z) - t), divided by the count for the mean."""
+        grad = self.sigmoid(logits) - targets
+        if reduction == "mean":
+            grad = grad / logits.size
+        return grad * grad.dtype.type(dloss) if dloss != 1.0 else grad
 
     # ---- optimiser -----------------------------------------------------------------
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):

@@ -10,8 +10,9 @@ What it replaces, each with a twin that the tests hold to the NumPy reference:
   one pixel, every patch entry that landed on it. No atomics, so results are the same
   on every run. Their index arithmetic is written out twice, in CUDA below and in
   plain Python (``gather_twins``), and the Python twin is tested on the CPU;
-- LeakyReLU, its backward and the Adam update as one fused element-wise kernel each
-  (the reference makes 2, 4 and ~10 passes over memory);
+- LeakyReLU, its backward, the sigmoid, the loss's gradient and the Adam update as one
+  fused element-wise kernel each, and the loss as one reduction (the reference makes
+  2 to 10 passes over memory for each, and launches as many kernels);
 - batch norm's statistics as row-wise reductions (then a small one over the batch),
   its normalisation, backward and running statistics as one fused pass each.
 
@@ -132,6 +133,23 @@ _LEAKY_RELU = cupy.ElementwiseKernel(
 _LEAKY_RELU_BACKWARD = cupy.ElementwiseKernel(
     "T grad, T x, T slope", "T dx", "dx = x > 0 ? grad : grad * slope", "minigan_leaky_relu_bwd"
 )
+_SIGMOID = cupy.ElementwiseKernel(
+    "T x", "T y", "const T e = exp(-fabs(x)); y = x >= 0 ? 1 / (1 + e) : e / (1 + e)",
+    "minigan_sigmoid",
+)  # fmt: skip
+_BCE_TERMS = "(z > 0 ? z : (T)0) - z * t + log1p(exp(-fabs(z)))"  # max(z, 0) - z t + ...
+_BCE_WITH_LOGITS = {
+    "sum": cupy.ReductionKernel("T z, T t", "T loss", _BCE_TERMS, "a + b", "loss = a", "0",
+                                "minigan_bce_sum"),
+    "mean": cupy.ReductionKernel("T z, T t", "T loss", _BCE_TERMS, "a + b",
+                                 "loss = a / (_in_ind.size() / _out_ind.size())", "0",
+                                 "minigan_bce_mean"),
+}  # fmt: skip
+_BCE_WITH_LOGITS_BACKWARD = cupy.ElementwiseKernel(
+    "T z, T t, T count, T dloss", "T grad",
+    "const T e = exp(-fabs(z)); grad = ((z >= 0 ? 1 / (1 + e) : e / (1 + e)) - t) / count * dloss",
+    "minigan_bce_with_logits_backward",
+)  # fmt: skip
 _ADAM = cupy.ElementwiseKernel(
     "T grad, T step_size, T beta1, T beta2, T eps, T bias_correction2_sqrt",
     "T param, T m, T v",
@@ -261,12 +279,31 @@ class CupyBackend(Backend):
     def leaky_relu_backward(self, grad_out, x, negative_slope):
         return _LEAKY_RELU_BACKWARD(grad_out, x, grad_out.dtype.type(negative_slope))
 
+    def sigmoid(self, x):
+        return _SIGMOID(x)
+
+    # ---- loss (one reduction forward, one element-wise pass backward) ------------------
+    def bce_with_logits(self, logits, targets, reduction):
+        targets = _scalar_or_array(targets, logits.dtype.type)
+        return _BCE_WITH_LOGITS[reduction](logits, targets)
+
+    def bce_with_logits_backward(self, logits, targets, reduction, dloss):
+        t = logits.dtype.type
+        count = t(logits.size if reduction == "mean" else 1)
+        return _BCE_WITH_LOGITS_BACKWARD(logits, _scalar_or_array(targets, t), count, t(dloss))
+
+    # ---- optimiser -----------------------------------------------------------------------
     def adam_update(self, param, grad, m, v, *, lr, beta1, beta2, eps, step):
         t = param.dtype.type
         _ADAM(
             grad, t(lr / (1 - beta1**step)), t(beta1), t(beta2), t(eps),
             t((1 - beta2**step) ** 0.5), param, m, v,
         )  # fmt: skip
+
+
+def _scalar_or_array(targets, t):
+    """A Python number as a scalar of the logits' dtype (the kernels broadcast it)."""
+    return targets if hasattr(targets, "shape") else t(targets)
 
 
 def _rows(x):

@@ -296,10 +296,9 @@ def tanh_backward(dout, cache):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
-    xp = backend.current().xp
-    e = xp.exp(-abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|, then
+    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, with e = exp(-|x|)."""
+    return backend.current().sigmoid(x)
 
 
 def sigmoid_forward(x):
@@ -362,16 +361,11 @@ def bce_with_logits_forward(logits, targets, reduction="mean"):
     logits: any shape; targets: same shape or a scalar. Returns (loss, cache), the loss
     a 0-d array on the backend (no wait for the GPU; ``float(loss)`` is the number).
     """
-    xp = backend.current().xp
-    losses = xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-abs(logits)))
-    loss = losses.mean() if reduction == "mean" else losses.sum()
+    loss = backend.current().bce_with_logits(logits, targets, reduction)
     return loss, (logits, targets, reduction)
 
 
 def bce_with_logits_backward(cache, dloss=1.0):
     """d loss / d logits = (sigmoid(z) - t) / count (mean) or sigmoid(z) - t (sum)."""
     logits, targets, reduction = cache
-    grad = sigmoid(logits) - targets
-    if reduction == "mean":
-        grad = grad / logits.size
-    return grad * grad.dtype.type(dloss) if dloss != 1.0 else grad
+    return backend.current().bce_with_logits_backward(logits, targets, reduction, dloss)

@@ -70,8 +70,9 @@ class Module:
     _cache = _NOT_RUN
 
     def __call__(self, x):
-        if hasattr(x, "shape"):  # a layer's own check_input speaks of anything else
-            backend.current().check_array(x, self._one_line_name())
+        bk = backend.current()
+        if hasattr(x, "shape") and not bk.is_array(x):  # check_input speaks of the rest
+            raise TypeError(backend.wrong_array_message(x, bk.name, self._one_line_name()))
         return self.forward(x)
 
     def forward(self, x):

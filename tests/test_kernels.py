@@ -144,3 +144,32 @@ def test_gpu_gather_kernels_python_twins(dtype, data):
         REFERENCE.col2im(other, shape, kernel, stride, pad),
         dtype,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_and_the_loss(fast, dtype):
+    z = np.array([[-1000.0, -30.0, -1.5, -0.0, 0.0, 0.7, 30.0, 1000.0]], dtype=dtype).T
+    targets = np.linspace(0, 1, z.size, dtype=dtype).reshape(z.shape)
+    _same(fast.sigmoid(on(fast, z)), REFERENCE.sigmoid(z), dtype)
+    for reduction in ("mean", "sum"):
+        for t in (0.9, targets):
+            t_fast = on(fast, t) if isinstance(t, np.ndarray) else t
+            loss = fast.bce_with_logits(on(fast, z), t_fast, reduction)
+            _same(loss, np.asarray(REFERENCE.bce_with_logits(z, t, reduction), dtype=dtype), dtype)
+            _same(
+                fast.bce_with_logits_backward(on(fast, z), t_fast, reduction, 0.5),
+                REFERENCE.bce_with_logits_backward(z, t, reduction, 0.5),
+                dtype,
+            )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_running_statistics(fast, dtype):
+    rng = np.random.default_rng(2)
+    running = [rng.standard_normal(5).astype(dtype), abs(rng.standard_normal(5)).astype(dtype)]
+    batch = [rng.standard_normal(5).astype(dtype), abs(rng.standard_normal(5)).astype(dtype)]
+    ours = [fast.from_numpy(a.copy()) for a in running]
+    fast.update_running_stats(*ours, *on(fast, *batch), momentum=0.1, count=7)
+    REFERENCE.update_running_stats(*running, *batch, momentum=0.1, count=7)
+    for a, b in zip(ours, running):
+        _same(a, b, dtype)
