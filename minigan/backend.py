@@ -34,6 +34,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -405,21 +406,26 @@ def _single_threaded_blas():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-# The one table of backends: name -> (module, class). ``use``, ``available``, ``names``
-# and ``auto`` all read it; a module is imported the first time its backend is asked for.
+class Entry(NamedTuple):
+    """One row of the backend table."""
+
+    module: str  # imported the first time the backend is asked for
+    cls: str
+    package: str  # what it needs installed, checked without importing it
+    install: str  # how to install that package
+    gpu: bool = False  # needs a GPU (its tests are marked ``gpu``)
+
+
+# The one table of backends. ``use``, ``available``, ``names`` and ``auto`` all read it.
 BACKENDS = {
-    "numpy": ("minigan.backend", "NumpyBackend"),
-    "numba": ("minigan.backend_numba", "NumbaBackend"),
-    "cupy": ("minigan.backend_cupy", "CupyBackend"),
-}
-GPU = {"cupy"}  # the backends that need a GPU (their tests are marked ``gpu``)
-# The package each one needs, checked without importing it.
-PACKAGES = {"numpy": "numpy", "numba": "numba", "cupy": "cupy"}
-INSTALL = {
-    "numba": "pip install numba",
-    "cupy": "pip install 'minigan[gpu]' (CuPy for CUDA 12; on CUDA 13 drivers: "
-    "pip install cupy-cuda13x)",
-}
+    "numpy": Entry("minigan.backend", "NumpyBackend", "numpy", "pip install numpy"),
+    "numba": Entry("minigan.backend_numba", "NumbaBackend", "numba", "pip install numba"),
+    "cupy": Entry(
+        "minigan.backend_cupy", "CupyBackend", "cupy",
+        "pip install 'minigan[gpu]' (CuPy for CUDA 12; on CUDA 13 drivers: "
+        "pip install cupy-cuda13x)", gpu=True,
+    ),
+}  # fmt: skip
 _classes: dict[str, type] = {}
 _instances: dict[str, Backend] = {}
 _current: Backend | None = None
@@ -432,7 +438,7 @@ def names() -> list[str]:
 
 def installed(name: str) -> bool:
     """Whether the package backend ``name`` needs is installed (nothing is imported)."""
-    return name in _classes or importlib.util.find_spec(PACKAGES[name]) is not None
+    return name in _classes or importlib.util.find_spec(BACKENDS[name].package) is not None
 
 
 def backend_class(name: str) -> type:
@@ -441,12 +447,12 @@ def backend_class(name: str) -> type:
         raise ValueError(f"unknown backend {name!r}; available backends: {', '.join(available())}")
     if name not in _classes:
         if not installed(name):
+            entry = BACKENDS[name]
             raise BackendUnavailable(
-                f"backend {name!r} needs {PACKAGES[name]}, which is not installed: "
-                f"{INSTALL.get(name, 'pip install ' + PACKAGES[name])}"
+                f"backend {name!r} needs {entry.package}, which is not installed: {entry.install}"
             )
-        module, cls = BACKENDS[name]
-        _classes[name] = getattr(importlib.import_module(module), cls)
+        entry = BACKENDS[name]
+        _classes[name] = getattr(importlib.import_module(entry.module), entry.cls)
     return _classes[name]
 
 
@@ -517,9 +523,8 @@ def using(name: str, seed: int | None = None):
         _current = previous
 
 
-def register(name: str, cls: type, package: str = "numpy") -> None:
+def register(name: str, cls: type, package: str = "numpy", gpu: bool = False) -> None:
     """Add a backend class to the table (how a backend outside minigan plugs in)."""
-    BACKENDS[name] = (cls.__module__, cls.__name__)
-    PACKAGES[name] = package
+    BACKENDS[name] = Entry(cls.__module__, cls.__name__, package, f"pip install {package}", gpu)
     _classes[name] = cls
     _instances.pop(name, None)

@@ -30,7 +30,7 @@ def backend_params(names=None):
     """pytest params for backends: GPU ones marked ``gpu``, unusable ones skipped."""
     params = []
     for name in names or backend.names():
-        marks = [pytest.mark.gpu] if name in backend.GPU else []
+        marks = [pytest.mark.gpu] if backend.BACKENDS[name].gpu else []
         reason = backend.unusable_reason(name)
         if reason:
             marks.append(pytest.mark.skip(reason=reason))

@@ -181,7 +181,8 @@ def test_the_registry_is_one_table():
 
 
 def test_a_missing_package_is_one_line_saying_how_to_install(monkeypatch):
-    monkeypatch.setitem(backend.PACKAGES, "cupy", "no_such_package_minigan")
+    missing = backend.BACKENDS["cupy"]._replace(package="no_such_package_minigan")
+    monkeypatch.setitem(backend.BACKENDS, "cupy", missing)
     monkeypatch.delitem(backend._classes, "cupy", raising=False)
     monkeypatch.delitem(backend._instances, "cupy", raising=False)
     reason = backend.unusable_reason("cupy")
