@@ -81,6 +81,12 @@ def load_bundled() -> np.ndarray:
         return f["images"][:, None]
 
 
+def load_bundled_labels() -> np.ndarray:
+    """The digit (0-9) of each bundled image, in the order ``load_bundled`` returns them."""
+    with np.load(BUNDLED, allow_pickle=False) as f:
+        return f["labels"].astype(np.int64)
+
+
 # ---- MNIST and Fashion-MNIST: IDX files ---------------------------------------------------
 
 

@@ -206,3 +206,10 @@ def test_missing_data_dir_is_not_created(tmp_path):
     with pytest.raises(data.DataError, match="no such folder"):
         data.load("mnist", tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def test_bundled_digits_come_with_their_labels():
+    images, labels = data.load_bundled(), data.load_bundled_labels()
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (5000,) and set(np.unique(labels)) == set(range(10))
+    assert np.bincount(labels).tolist() == [500] * 10
