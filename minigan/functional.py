@@ -357,7 +357,8 @@ def bce_with_logits_forward(logits, targets, reduction="mean"):
         loss_i = -[t log s(z) + (1 - t) log(1 - s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
 
     The right-hand form never exponentiates a positive number, so it is finite for
-    any logit (the naive sigmoid-then-log gives inf at |z| ~ 100 in float32).
+    any logit (in float32 the naive sigmoid-then-log is already inf for t = 0 at
+    z ~ 17, where sigmoid(z) rounds to 1, and nan once exp overflows).
     logits: any shape; targets: same shape or a scalar. Returns (loss, cache), the loss
     a 0-d array on the backend (no wait for the GPU; ``float(loss)`` is the number).
     """

@@ -184,11 +184,14 @@ class Module:
         """Copy arrays (NumPy, or anything ``np.asarray`` takes) into this module in place.
 
         Shapes must match; values are cast to each parameter's own dtype. With
-        ``strict`` (default) the keys must match exactly.
+        ``strict`` (default) the keys must match exactly, except that a batch norm's
+        ``num_batches_tracked`` may be missing (older and many exported PyTorch state
+        dicts lack it; PyTorch accepts them too): it then keeps its value.
         """
         own = dict(self._named_state())
         if strict:
-            missing = [k for k in own if k not in state_dict]
+            optional = ("num_batches_tracked",)
+            missing = [k for k in own if k not in state_dict and not k.endswith(optional)]
             unexpected = [k for k in state_dict if k not in own]
             if missing or unexpected:
                 raise ValueError(

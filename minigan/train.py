@@ -10,6 +10,7 @@ that resume exactly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
@@ -143,7 +144,9 @@ DEFAULTS = dict(
     out=None,
     sample_every=1,
     checkpoint_every=0,
+    checkpoint_minutes=10.0,
     max_steps=None,
+    stop_on_collapse=False,
 )
 FIXED_NOISE = 64  # samples in every grid
 
@@ -154,6 +157,21 @@ class UsageError(Exception):
 
 class Diverged(Exception):
     pass
+
+
+# The signals that stop a run the way Ctrl-C does: finish the step, save, say how to
+# resume. SIGTERM is what `kill`, `timeout`, container stops and schedulers send;
+# SIGHUP, a closed terminal. Exit status 128 + the signal's number, as a shell reports.
+STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + (
+    [signal.SIGHUP] if hasattr(signal, "SIGHUP") else []
+)
+
+# A run that has blown up while staying finite: a loss this large means logits of the
+# same size on the wrong side (healthy DCGAN losses stay within ~0.01-10), and D(G(z))
+# pinned within PINNED of 0 or 1 for PINNED_STEPS steps in a row means one player wins
+# outright and the other gets no useful gradient.
+LOSS_BOUND = 50.0
+PINNED, PINNED_STEPS = 1e-3, 100
 
 
 def build_parser():
@@ -223,7 +241,20 @@ def build_parser():
         help="also keep checkpoints/epoch_NNN.npz every N epochs (default: 0, only last.npz)",
     )
     p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        help="also save checkpoints/last.npz when this many minutes have passed since the "
+        "last save, mid-epoch too (default: 10; 0: only at epoch ends)",
+    )
+    p.add_argument(
         "--max-steps", type=int, help="stop after this many steps in all (for quick runs)"
+    )
+    p.add_argument(
+        "--stop-on-collapse",
+        action="store_true",
+        default=None,
+        help="stop (saving, exit status 1) when the run collapses or explodes; by default "
+        "it only warns once and keeps training",
     )
     return p
 
@@ -236,7 +267,7 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
     for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
         if key in given and given[key] < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {given[key]}")
-    for key in ("sample_every", "checkpoint_every"):
+    for key in ("sample_every", "checkpoint_every", "checkpoint_minutes"):
         if key in given and given[key] < 0:
             raise UsageError(
                 f"--{key.replace('_', '-')} must be 0 (never) or more, got {given[key]}"
@@ -335,7 +366,8 @@ class Run:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.out / "metrics.csv"
         self._keep_metrics_up_to(self.step)
-        self.interrupted = False
+        self.interrupted = None  # the name of the signal that asked the run to stop
+        self.collapse = CollapseWatch()
 
     # ---- what the run leaves behind --------------------------------------------------------
     def save_checkpoint(self, path) -> Path:
@@ -383,13 +415,14 @@ class Run:
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self) -> str:
-        """Train to the last epoch or --max-steps (counted over the whole run) or Ctrl-C;
-        returns which of "done", "max-steps", "interrupted" stopped it."""
+        """Train to the last epoch or --max-steps (counted over the whole run) or a stop
+        signal; returns which of "done", "max-steps", "interrupted", "collapsed" stopped it."""
         from tqdm import tqdm
 
         c, per_epoch = self.config, self.steps_per_epoch
         total = c["epochs"] * per_epoch
         end = min(total, c["max_steps"] or total)
+        saved_at = time.monotonic()
         while self.step < end and not self.interrupted:
             epoch, start = divmod(self.step, per_epoch)
             bar = tqdm(
@@ -414,13 +447,22 @@ class Run:
                     refresh=False,
                 )  # fmt: skip
                 bar.update()
+                if self.collapse.update(self.step, m):
+                    bar.write(f"warning: {self.collapse.message}", file=sys.stderr)
+                    if c["stop_on_collapse"]:
+                        self.interrupted = "collapse"
+                minutes = c["checkpoint_minutes"]
+                if minutes and time.monotonic() - saved_at >= 60 * minutes:
+                    self.save_checkpoint(self.checkpoints / "last.npz")  # mid-epoch
+                    saved_at = time.monotonic()
                 if self.step >= end or self.interrupted:
                     break
             bar.close()
             if self.step % per_epoch == 0:
                 self.end_of_epoch(self.step // per_epoch)
+                saved_at = time.monotonic()
         if self.interrupted:
-            return "interrupted"
+            return "collapsed" if self.interrupted == "collapse" else "interrupted"
         return "done" if self.step >= total else "max-steps"
 
     def end_of_epoch(self, epoch):
@@ -440,6 +482,36 @@ class Run:
         gif = images.save_gif(self.out / "progress.gif", frames)
         self.plot_losses()
         return [final, last, gif, self.out / "losses.png", self.metrics_path]
+
+
+class CollapseWatch:
+    """Notices, once, a run that has exploded or collapsed while its losses stay finite:
+    a loss beyond LOSS_BOUND, or D(G(z)) pinned at 0 or 1 for PINNED_STEPS steps."""
+
+    def __init__(self):
+        self.pinned_since = None  # the first step of the current pinned stretch
+        self.message = None
+
+    def update(self, step, m) -> bool:
+        """True the first time the run looks collapsed (self.message says how)."""
+        if self.message:
+            return False
+        pinned = m["d_fake"] < PINNED or m["d_fake"] > 1 - PINNED
+        self.pinned_since = (self.pinned_since or step) if pinned else None
+        if max(m["loss_d"], m["loss_g"]) > LOSS_BOUND:
+            what = f"loss_d={m['loss_d']:.3g}, loss_g={m['loss_g']:.3g} (healthy: ~0.1-5)"
+        elif self.pinned_since is not None and step - self.pinned_since + 1 >= PINNED_STEPS:
+            what = (f"D(x)={m['d_real']:.3f} and D(G(z))={m['d_fake']:.3f} for "
+                    f"{PINNED_STEPS} steps")  # fmt: skip
+        else:
+            return False
+        self.message = (
+            f"step {step}: {what}: the run has likely exploded or collapsed (one network "
+            "wins outright, the other learns nothing); usually a learning rate too high: "
+            "try --lr 2e-4 --beta1 0.5, or --label-smoothing 0.1; training goes on "
+            "(--stop-on-collapse stops it)"
+        )
+        return True
 
 
 def plot_metrics(metrics_path, png_path):
@@ -468,6 +540,20 @@ def plot_metrics(metrics_path, png_path):
     plt.close(fig)
 
 
+@contextlib.contextmanager
+def stop_signals_ask(run):
+    """While training, SIGINT, SIGTERM and SIGHUP ask ``run`` to stop after its step
+    (``Run.train`` then saves); the previous handlers come back afterwards."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda number, _: setattr(run, "interrupted", number))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     run = None
@@ -486,12 +572,11 @@ def main(argv=None) -> int:
             f"backend {name}, G {run.G.num_parameters():,} / D {run.D.num_parameters():,} "
             f"parameters, run folder {run.out}"
         )
-        signal.signal(signal.SIGINT, lambda *_: setattr(run, "interrupted", True))
         if run.step >= min(config["epochs"] * run.steps_per_epoch, config["max_steps"] or math.inf):
             print(f"note: the checkpoint is already at step {run.step}; nothing to train "
                   "(raise --max-steps or --epochs)", file=sys.stderr)  # fmt: skip
-        stop = run.train()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with stop_signals_ask(run):
+            stop = run.train()
         files = run.finish()
     except (UsageError, data.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -521,8 +606,12 @@ def main(argv=None) -> int:
     for path in files:
         print(f"  {path}")
     if stop == "interrupted":
-        print(f"continue with: python -m minigan.train --resume {files[1]}")
-        return 130
+        name = signal.Signals(run.interrupted).name
+        print(f"stopped by {name}; continue with: python -m minigan.train --resume {files[1]}")
+        return 128 + run.interrupted
+    if stop == "collapsed":
+        print(f"error: stopped (--stop-on-collapse): {run.collapse.message}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -266,3 +266,15 @@ def test_sequential_skips_only_the_first_input_gradient():
     out = model(np.ones((1, 1, 5, 5), dtype=np.float32))
     assert model.backward(np.ones_like(out), input_grad=False) is None
     assert model[0].weight.grad.any()  # the first layer still learns
+
+
+def test_a_pytorch_state_dict_without_num_batches_tracked_loads():
+    """Older and many exported PyTorch checkpoints lack it; PyTorch loads them, so must we."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    state = {k: v + 1 for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
+    model[1].num_batches_tracked += 5
+    model.load_state_dict(state)
+    assert int(model[1].num_batches_tracked) == 5  # kept, as PyTorch keeps its own
+    np.testing.assert_array_equal(_host(model[1].running_var), state["1.running_var"])
+    with pytest.raises(ValueError, match=r"missing keys \['1.running_var'\]"):
+        model.load_state_dict({k: v for k, v in state.items() if k != "1.running_var"})
