@@ -63,18 +63,26 @@ def test_gradcheck_catches_a_wrong_backward():
     assert "FAIL" in str(report)
 
 
-def test_gradcheck_catches_a_batchnorm_backward_missing_its_mean_term():
-    """With a plain sum loss this bug would pass; the random upstream gradient catches it."""
+def test_gradcheck_catches_a_batchnorm_backward_that_a_plain_sum_passes():
+    """A backward that treats the batch's standard deviation as a constant,
+    dx = gamma / sigma * (g - mean(g)), is exact for g = 1 (both are 0 there), so a
+    plain-sum loss passes it; the random upstream gradient catches it."""
 
-    class MissingMeanTerm(nn.BatchNorm1d):
-        def backward(self, grad_output):
-            dx = super().backward(grad_output)
+    class SigmaAsConstant(nn.BatchNorm1d):
+        def backward(self, grad_output, input_grad=True):
             cache = self.saved(grad_output)
-            return dx + (grad_output * cache["gamma"] * cache["inv_std"]).mean(axis=0)
+            super().backward(grad_output, input_grad)  # the parameter gradients
+            return cache["gamma"] * cache["inv_std"] * (grad_output - grad_output.mean(axis=0))
 
-    layer = MissingMeanTerm(3, dtype=np.float64)
-    report = gradcheck.check_layer(layer, np.random.default_rng(1).standard_normal((5, 3)))
-    assert not report.ok, str(report)
+    x = np.random.default_rng(1).standard_normal((5, 3))
+    layer = SigmaAsConstant(3, dtype=np.float64)
+    ones = np.ones((5, 3))
+    layer(x)
+    plain_sum_analytic = layer.backward(ones)
+    plain_sum_numeric = gradcheck.numerical_gradient(lambda: layer(x).sum(), x)
+    np.testing.assert_allclose(plain_sum_analytic, plain_sum_numeric, atol=1e-8)  # fooled
+    report = gradcheck.check_layer(layer, x)
+    assert not report.ok and not report[0].ok, str(report)  # the input gradient fails
 
 
 def test_gradcheck_restores_the_layer():
