@@ -54,9 +54,10 @@ def slerp(z0, z1, t):
     unit1 = z1 / np.linalg.norm(z1, axis=-1, keepdims=True)
     omega = np.arccos(np.clip((unit0 * unit1).sum(-1, keepdims=True), -1, 1))
     so = np.sin(omega)
-    if np.any(so < 1e-6):  # (anti)parallel: the circle is not defined; fall back to the line
-        return (1 - t) * z0 + t * z1
-    return np.sin((1 - t) * omega) / so * z0 + np.sin(t * omega) / so * z1
+    parallel = so < 1e-6  # (anti)parallel pairs: no circle is defined; they take the line
+    so = np.where(parallel, 1.0, so)
+    spherical = np.sin((1 - t) * omega) / so * z0 + np.sin(t * omega) / so * z1
+    return np.where(parallel, (1 - t) * z0 + t * z1, spherical)
 
 
 def interpolate(G, walks, steps, seed=None) -> np.ndarray:

@@ -320,6 +320,14 @@ def test_sample_cli(tmp_path, tiny_idx, capsys):
     assert "--out must end in .png or .npy" in capsys.readouterr().err
 
 
+def test_slerp_falls_back_to_the_line_only_for_parallel_pairs():
+    z0 = np.array([[3.0, 0.0], [1.0, 1.0]])
+    z1 = np.array([[0.0, 3.0], [2.0, 2.0]])  # the second pair is parallel
+    path = sample.slerp(z0[:, None], z1[:, None], np.linspace(0, 1, 5)[None, :, None])
+    np.testing.assert_allclose(np.linalg.norm(path[0], axis=-1), 3.0)  # still on the circle
+    np.testing.assert_allclose(path[1], np.linspace([1.0, 1.0], [2.0, 2.0], 5))
+
+
 def test_slerp_stays_on_the_sphere():
     z0, z1 = np.array([[3.0, 0.0]]), np.array([[0.0, 3.0]])
     t = np.linspace(0, 1, 7)[:, None]
