@@ -285,6 +285,8 @@ def config_problem(config) -> str | None:
     for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
         if config.get(key) is not None and config[key] < 1:
             return f"--{key.replace('_', '-')} must be positive, got {config[key]}"
+    if config.get("seed") is not None and config["seed"] < 0:
+        return f"--seed must be 0 or more, got {config['seed']}"
     for key in ("sample_every", "checkpoint_every", "checkpoint_minutes"):
         if config.get(key) is not None and config[key] < 0:
             return f"--{key.replace('_', '-')} must be 0 (never) or more, got {config[key]}"
