@@ -79,9 +79,11 @@ class Backend:
         return isinstance(a, self.xp.ndarray)
 
     def check_array(self, a, where) -> None:
-        """A one-line TypeError, naming ``where``, if ``a`` is not this backend's array:
-        arrays are never moved between host and GPU behind the user's back."""
+        """A one-line TypeError, naming ``where`` (a string, or a function that makes
+        it, called only then), if ``a`` is not this backend's array: arrays are never
+        moved between host and GPU behind the user's back."""
         if not self.is_array(a):
+            where = where() if callable(where) else where
             raise TypeError(wrong_array_message(a, self.name, where))
 
     # ---- random numbers (host NumPy generator, moved to the backend) -------------------

@@ -70,9 +70,8 @@ class Module:
     _cache = _NOT_RUN
 
     def __call__(self, x):
-        bk = backend.current()
-        if hasattr(x, "shape") and not bk.is_array(x):  # check_input speaks of the rest
-            raise TypeError(backend.wrong_array_message(x, bk.name, self._one_line_name()))
+        if hasattr(x, "shape"):  # check_input speaks of anything else
+            backend.current().check_array(x, self._one_line_name)
         return self.forward(x)
 
     def forward(self, x):
@@ -692,13 +691,13 @@ class BCEWithLogitsLoss:
         if not hasattr(logits, "dtype") or logits.dtype.kind != "f":
             raise TypeError(f"{self!r}: logits must be a float array")
         bk = backend.current()
-        bk.check_array(logits, repr(self))
+        bk.check_array(logits, self.__repr__)
         if np.ndim(targets) == 0:
             targets = float(targets)
         elif isinstance(targets, (list, tuple)):
             targets = bk.from_numpy(np.asarray(targets, dtype=logits.dtype))
         else:
-            bk.check_array(targets, f"{self!r} (targets)")
+            bk.check_array(targets, lambda: f"{self!r} (targets)")
             targets = targets.astype(logits.dtype, copy=False)
             if targets.shape != logits.shape:
                 raise ValueError(
