@@ -11,6 +11,9 @@ and, for Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package
 (``/usr/share/datasets/fashion-mnist``). Missing MNIST / Fashion-MNIST files are
 downloaded (checksum-verified, with a progress bar); when that fails, the error says
 which files to put where. Every problem with a file is a ``DataError`` naming it.
+
+With their classes: ``load_bundled_labels()`` for the bundled digits, and
+``load_labeled(name, split)`` for the training or test split of MNIST / Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -37,6 +40,21 @@ IDX_TRAIN_IMAGES = "train-images-idx3-ubyte"
 IDX_CHECKSUMS = {
     "mnist": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
     "fashion-mnist": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+}
+# The other three files of each, for ``load_labeled``: labels, and the 10,000-image test split.
+IDX_TRAIN_LABELS, IDX_TEST_IMAGES = "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"
+IDX_TEST_LABELS = "t10k-labels-idx1-ubyte"
+IDX_MORE_CHECKSUMS = {
+    "mnist": {
+        IDX_TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+        IDX_TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+        IDX_TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        IDX_TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
+        IDX_TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79",
+        IDX_TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310",
+    },
 }
 IDX_MIRRORS = {
     "mnist": [
@@ -143,10 +161,37 @@ def read_idx_images(path) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(n, 1, h, w)
 
 
-def find_idx_file(directories) -> Path | None:
-    """The training-image file in the first directory that has one, under the official
-    name or the dotted one some mirrors use, gzipped or not."""
-    names = [IDX_TRAIN_IMAGES, IDX_TRAIN_IMAGES.replace("-idx3", ".idx3")]
+def read_idx_labels(path) -> np.ndarray:
+    """An IDX label file (magic 0x00000801: unsigned bytes, 1 dimension), gzipped or
+    not, as int64 (N,). Read like ``read_idx_images``: never more than the header promises."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"\x1f\x8b"
+        with gzip.open(path) if zipped else open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8 or int.from_bytes(head[:4], "big") != 0x00000801:
+                raise DataError(
+                    f"{path}: not an IDX label file (its first bytes are {head[:4].hex()})"
+                )
+            n = int.from_bytes(head[4:], "big")
+            body = f.read(n + 1)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read it ({e})") from None
+    if len(body) != n:
+        held = 8 + len(body) if len(body) < n else "more"
+        raise DataError(
+            f"{path}: truncated or corrupted: its header promises {n} labels "
+            f"({8 + n} bytes), the file holds {held}"
+        )
+    return np.frombuffer(body, dtype=np.uint8).astype(np.int64)
+
+
+def find_idx_file(directories, stem=IDX_TRAIN_IMAGES) -> Path | None:
+    """The IDX file ``stem`` (the training images by default) in the first directory
+    that has one, under the official name or the dotted one some mirrors use, gzipped
+    or not."""
+    names = [stem, stem.replace("-idx", ".idx")]
     for directory in directories:
         for name in names:
             for suffix in (".gz", ""):
@@ -157,19 +202,48 @@ def find_idx_file(directories) -> Path | None:
 
 
 def load_idx_dataset(name, data_dir=None, download=True, mirrors=None) -> np.ndarray:
+    return read_idx_images(_idx_path(name, IDX_TRAIN_IMAGES, data_dir, download, mirrors))
+
+
+def load_labeled(name, split="train", data_dir=None, download=True, mirrors=None):
+    """(images, labels) of MNIST or Fashion-MNIST: split "train" (60,000) or "test"
+    (10,000); uint8 (N, 1, 28, 28) and int64 (N,) classes 0-9. Files are found (or
+    downloaded) as for ``load``."""
+    if name not in IDX_CHECKSUMS:
+        raise DataError(f"{name}: no labelled IDX files; choose one of {', '.join(IDX_CHECKSUMS)}")
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}; choose train or test")
+    data_dir = Path(data_dir).expanduser() if data_dir else None
+    stems = (
+        (IDX_TRAIN_IMAGES, IDX_TRAIN_LABELS)
+        if split == "train"
+        else (IDX_TEST_IMAGES, IDX_TEST_LABELS)
+    )
+    image_path, label_path = (_idx_path(name, s, data_dir, download, mirrors) for s in stems)
+    images, labels = read_idx_images(image_path), read_idx_labels(label_path)
+    if len(labels) != len(images):
+        raise DataError(
+            f"{label_path}: {len(labels)} labels for the {len(images)} images of {image_path}"
+        )
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"{label_path}: holds label {labels.max()}; {name}'s classes are 0-9")
+    return images, labels
+
+
+def _idx_path(name, stem, data_dir, download, mirrors) -> Path:
+    """Where the IDX file ``stem`` of dataset ``name`` is, downloading it if it is nowhere."""
     if data_dir is not None and not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder (--data-dir)")
     directories = [data_dir] if data_dir else [cache_dir(name), *SYSTEM_DIRS.get(name, [])]
-    path = find_idx_file(directories)
+    path = find_idx_file(directories, stem)
     if path is None:
-        target = directories[0] / (IDX_TRAIN_IMAGES + ".gz")
+        target = directories[0] / (stem + ".gz")
         if not download:
             raise DataError(f"{name}: {target} not found")
+        md5 = IDX_CHECKSUMS[name] if stem == IDX_TRAIN_IMAGES else IDX_MORE_CHECKSUMS[name][stem]
         mirrors = mirrors or IDX_MIRRORS[name]
-        path = download_file(
-            [m + IDX_TRAIN_IMAGES + ".gz" for m in mirrors], target, IDX_CHECKSUMS[name]
-        )
-    return read_idx_images(path)
+        path = download_file([m + stem + ".gz" for m in mirrors], target, md5)
+    return path
 
 
 def download_file(urls, target, md5) -> Path:

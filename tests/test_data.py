@@ -213,3 +213,43 @@ def test_bundled_digits_come_with_their_labels():
     assert images.shape == (5000, 1, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (5000,) and set(np.unique(labels)) == set(range(10))
     assert np.bincount(labels).tolist() == [500] * 10
+
+
+def write_idx_labels(path, labels) -> Path:
+    raw = (0x00000801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + bytes(labels)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+@pytest.mark.parametrize("split, stem", [("train", "train"), ("test", "t10k")])
+def test_labelled_splits(tmp_path, split, stem):
+    images = np.random.default_rng(2).integers(0, 256, (6, 28, 28), np.uint8)
+    write_idx(tmp_path / f"{stem}-images-idx3-ubyte.gz", images)
+    write_idx_labels(tmp_path / f"{stem}-labels-idx1-ubyte", [3, 1, 4, 1, 5, 9])
+    loaded, labels = data.load_labeled("mnist", split, tmp_path)
+    np.testing.assert_array_equal(loaded[:, 0], images)
+    assert labels.tolist() == [3, 1, 4, 1, 5, 9] and labels.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (b"\x00\x00\x08\x03" + (6).to_bytes(4, "big") + bytes(6), "not an IDX label file"),
+        (b"\x00\x00\x08\x01" + (6).to_bytes(4, "big") + bytes(4), "header promises 6 labels"),
+        (b"\x00\x00\x08\x01" + (5).to_bytes(4, "big") + bytes(5), "5 labels for the 6 images"),
+        (b"\x00\x00\x08\x01" + (6).to_bytes(4, "big") + bytes([0, 1, 2, 3, 4, 10]), "label 10"),
+    ],
+)
+def test_broken_label_files_are_named(tmp_path, labels, message):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((6, 28, 28), np.uint8))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(data.DataError, match=message) as raised:
+        data.load_labeled("mnist", "test", tmp_path)
+    assert "t10k-labels-idx1-ubyte" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.skipif(not DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_test_split_from_debian(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path / "empty-cache"))
+    images, labels = data.load_labeled("fashion-mnist", "test", download=False)
+    assert images.shape == (10000, 1, 28, 28) and np.bincount(labels).tolist() == [1000] * 10
