@@ -15,22 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, images
+from . import backend, checkpoint, export, images
 from .models.dcgan import Generator
 
 
-def load_generator(path) -> Generator:
-    """The generator saved in a training checkpoint, in eval mode, on the current backend."""
+def load_generator(path, raw=False) -> Generator:
+    """The generator saved in a minigan checkpoint, in eval mode, on the current backend.
+
+    A training checkpoint (a run folder stands for its last.npz) gives its averaged
+    generator ``G_ema`` when it holds one, else ``G``; ``raw=True`` always gives ``G``.
+    A weights file from ``python -m minigan.export --from-pytorch`` gives its ``G``.
+    """
     arrays, meta = checkpoint.load(path)
-    if meta.get("format") != "minigan-dcgan":
-        raise checkpoint.CheckpointError(f"{path}: not a DCGAN training checkpoint")
-    c = meta["config"]
-    try:
-        G = Generator(c["nz"], c["ngf"], meta["channels"], meta["image_size"])
-        G.load_state_dict({k[2:]: v for k, v in arrays.items() if k.startswith("G.")})
-    except (KeyError, ValueError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"{path}: damaged checkpoint ({e})") from None
-    return G.eval()
+    return export.models_from_checkpoint(arrays, meta, path, raw)[0]
 
 
 def _latents(G, n, rng):
@@ -77,7 +74,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m minigan.sample", description="Draw images from a trained DCGAN generator."
     )
-    parser.add_argument("--checkpoint", required=True, help="a training checkpoint (.npz)")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a training checkpoint (.npz) or its run folder, or a weights file from "
+        "python -m minigan.export --from-pytorch",
+    )
     parser.add_argument(
         "--out", required=True, help="output file: .png (a grid) or .npy (an array)"
     )
@@ -91,6 +93,12 @@ def main(argv=None) -> int:
         metavar="K",
         help="walk between --n pairs of latent points in K steps, each walk twice (a row along "
         "the straight line, then one along the great circle); .npy: (2n, K, C, H, W)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="draw from the trained generator G even when the checkpoint holds an averaged "
+        "one (G_ema, used by default)",
     )
     parser.add_argument(
         "--backend",
@@ -113,7 +121,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        G = load_generator(args.checkpoint)
+        G = load_generator(args.checkpoint, args.raw)
     except checkpoint.CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

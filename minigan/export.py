@@ -1,0 +1,536 @@
+"""Weights that travel: minigan's DCGAN to and from PyTorch, without pickle.
+
+    python -m minigan.export --checkpoint RUN --out G.safetensors [--discriminator D.safetensors]
+    python -m minigan.export --from-pytorch netG.pth --out G.npz [--discriminator netD.pth]
+
+minigan's Generator and Discriminator keep their layers in ``.main``, as the
+pytorch/examples DCGAN does, so their state dicts have the same keys
+(``main.0.weight``, ``main.1.running_mean``, ...) and the same weight layouts.
+Moving weights across is therefore only a change of file format:
+
+- out: the generator's state dict (by default the averaged ``G_ema`` when a training
+  checkpoint holds one, else ``G``) in the safetensors format, which a PyTorch user
+  loads with ``G.load_state_dict(safetensors.torch.load_file("G.safetensors"))``;
+- in: a PyTorch state dict (``.safetensors``, or ``.pt`` / ``.pth`` read with
+  ``torch.load(weights_only=True)`` when PyTorch is installed) becomes a minigan
+  weights file (format ``minigan-weights``: G's and optionally D's arrays, no
+  optimiser state) that ``python -m minigan.sample`` draws from.
+
+The architecture (nz, ngf, channels, image size) is read from the weight shapes,
+then every key and shape is checked against the minigan model it implies, so a
+state dict that does not fit fails in one line naming the layer and both shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+import reprlib
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, checkpoint
+from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+
+WEIGHTS_FORMAT = "minigan-weights"  # a checkpoint.save file of G.* (and D.*) arrays only
+TORCH_SUFFIXES = (".pt", ".pth")
+# Wrappers that prefix every key: DataParallel / DistributedDataParallel, torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+class WeightsError(checkpoint.CheckpointError):
+    """Weights that cannot be read, or that do not fit minigan's DCGAN; one line."""
+
+
+# ---- which weights a checkpoint holds ------------------------------------------------------
+
+
+def generator_prefix(arrays, raw=False) -> str:
+    """The key prefix of the generator to use: "G_ema." when a training checkpoint holds
+    an averaged generator (unless ``raw``), else "G."; the averaged weights are the
+    ones to sample from and to share."""
+    if not raw and any(key.startswith("G_ema.") for key in arrays):
+        return "G_ema."
+    return "G."
+
+
+def strip_prefix(arrays, prefix) -> dict:
+    """The arrays whose key starts with ``prefix``, under the rest of their key."""
+    return {key[len(prefix) :]: a for key, a in arrays.items() if key.startswith(prefix)}
+
+
+# ---- the architecture, read from the weight shapes -----------------------------------------
+
+
+def _conv_shapes(state) -> list[tuple[str, tuple]]:
+    """(key, shape) of every 4-D ``main.<i>.weight``, in layer order."""
+    found = []
+    for key, value in state.items():
+        match = re.fullmatch(r"main\.(\d+)\.weight", key)
+        if match and np.ndim(value) == 4:
+            found.append((int(match.group(1)), key, np.shape(value)))
+    return [(key, shape) for _, key, shape in sorted(found)]
+
+
+def _first_conv(state, source, model) -> tuple:
+    weight = state.get("main.0.weight")
+    if weight is None:
+        keys = ", ".join(list(state)[:4]) or "none"
+        raise WeightsError(
+            f"{source}: not a DCGAN {model} state dict: it has no main.0.weight "
+            f"(its first keys: {keys})"
+        )
+    if np.ndim(weight) != 4 or np.shape(weight)[2] != np.shape(weight)[3]:
+        raise WeightsError(
+            f"{source}: main.0.weight has shape {np.shape(weight)}; a DCGAN {model} starts "
+            f"with a square 4-D convolution weight"
+        )
+    return np.shape(weight)
+
+
+def _size_from_layers(count, source, model) -> int:
+    """image_size = 4 * 2^(count - 1) for count convolutions of kernel 4."""
+    size = 4 * 2 ** (count - 1)
+    if size not in SUPPORTED_SIZES:
+        raise WeightsError(
+            f"{source}: {count} convolution layers make a {model} for {size}x{size} images; "
+            f"minigan's are {', '.join(map(str, SUPPORTED_SIZES))} pixels"
+        )
+    return size
+
+
+def _base_width(width, parts, shape, source, model) -> int:
+    if width % parts or width < parts:
+        raise WeightsError(
+            f"{source}: main.0.weight has shape {shape}: {width} channels are not "
+            f"{parts} x a base width, as a DCGAN {model} of this depth needs"
+        )
+    return width // parts
+
+
+def _check_chain(convs, expected, source, model) -> None:
+    """Every convolution weight's shape against the DCGAN's chain of widths, before a
+    model is built (so a few small arrays cannot make minigan allocate a huge one)."""
+    if len(convs) != len(expected):
+        raise WeightsError(
+            f"{source}: {len(convs)} convolution weights; a DCGAN {model} whose main.0.weight "
+            f"is {convs[0][1]} has {len(expected)}"
+        )
+    for (key, shape), want in zip(convs, expected):
+        if min(shape) < 1 or shape != want:
+            raise WeightsError(
+                f"{source}: {key} has shape {shape}; a DCGAN {model} whose main.0.weight is "
+                f"{convs[0][1]} has {want} there"
+            )
+
+
+def generator_config(state, source="state dict") -> dict:
+    """nz, ngf, channels, image_size of the minigan Generator these weights imply.
+
+    ConvTranspose2d weights are (in, out, k, k). The first layer projects z to
+    ngf * 2^(L-1) channels at 4x4 (kernel 4) and each of the L - 1 layers after it
+    halves the channels and doubles the size, up to (ngf, channels) at 4 * 2^L pixels;
+    the 28x28 layout starts at 7x7 with a kernel-7 layer to 4 * ngf channels.
+    """
+    nz, width, kernel, _ = first = _first_conv(state, source, "generator")
+    convs = _conv_shapes(state)
+    channels = convs[-1][1][1]
+    if kernel == 7:
+        size, ngf = 28, _base_width(width, 4, first, source, "generator")
+        widths = [4 * ngf, 2 * ngf]
+    elif kernel == 4:
+        size = _size_from_layers(len(convs), source, "generator")
+        ngf = _base_width(width, 2 ** (len(convs) - 2), first, source, "generator")
+        widths = [width // 2**i for i in range(len(convs) - 1)]
+    else:
+        raise WeightsError(
+            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN generator's "
+            f"first layer has 4x4 (7x7 for 28x28 images)"
+        )
+    chain = [nz, *widths, channels]
+    expected = [(cin, cout, 4, 4) for cin, cout in zip(chain, chain[1:])]
+    expected[0] = (nz, width, kernel, kernel)
+    _check_chain(convs, expected, source, "generator")
+    return dict(nz=nz, ngf=ngf, channels=channels, image_size=size)
+
+
+def discriminator_config(state, source="state dict") -> dict:
+    """ndf, channels, image_size of the minigan Discriminator these weights imply.
+
+    Conv2d weights are (out, in, k, k): the first layer takes the image's channels to
+    ndf (2 * ndf at 28x28) and each later one doubles them, down to a 1-channel
+    logit with a 4x4 kernel (7x7 at 28x28).
+    """
+    width, channels, kernel, _ = first = _first_conv(state, source, "discriminator")
+    convs = _conv_shapes(state)
+    last_kernel = convs[-1][1][-1]
+    if kernel != 4:
+        raise WeightsError(
+            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN "
+            f"discriminator's first layer has 4x4"
+        )
+    if last_kernel == 7:
+        size, ndf = 28, _base_width(width, 2, first, source, "discriminator")
+        widths = [2 * ndf, 4 * ndf]
+    else:
+        size, ndf = _size_from_layers(len(convs), source, "discriminator"), width
+        widths = [width * 2**i for i in range(len(convs) - 1)]
+    chain = [channels, *widths, 1]
+    expected = [(cout, cin, 4, 4) for cin, cout in zip(chain, chain[1:])]
+    expected[-1] = (1, widths[-1], last_kernel, last_kernel)
+    _check_chain(convs, expected, source, "discriminator")
+    return dict(ndf=ndf, channels=channels, image_size=size)
+
+
+def load_checked(model, state, source="state dict"):
+    """Copy ``state`` into ``model`` after checking every key, shape and dtype against
+    it (a missing ``num_batches_tracked`` keeps its value, as PyTorch allows)."""
+    expected = model.state_dict()
+    described = f"minigan's {type(model).__name__}({model.extra_repr()})"
+
+    def layer(key):
+        index = key.split(".")[1]
+        return f"main.{index}, {type(model.main[int(index)]).__name__}"
+
+    for key, want in expected.items():
+        if key not in state:
+            if key.endswith("num_batches_tracked"):
+                continue
+            raise WeightsError(
+                f"{source}: {key} is missing (layer {layer(key)}, shape {want.shape}); "
+                f"{described} needs it"
+            )
+        got = state[key]
+        if np.shape(got) != want.shape:
+            raise WeightsError(
+                f"{source}: {key} (layer {layer(key)}) has shape {np.shape(got)}; "
+                f"{described} expects {want.shape}"
+            )
+        kinds = "iu" if want.dtype.kind in "iu" else "f"
+        if np.asarray(got).dtype.kind not in kinds:
+            raise WeightsError(
+                f"{source}: {key} (layer {layer(key)}) holds {np.asarray(got).dtype} values; "
+                f"{described} expects {'integers' if kinds == 'iu' else 'floating-point numbers'}"
+            )
+    if unexpected := [key for key in state if key not in expected]:
+        raise WeightsError(
+            f"{source}: unexpected key {unexpected[0]} (shape {np.shape(state[unexpected[0]])})"
+            f"{f' and {len(unexpected) - 1} more' if len(unexpected) > 1 else ''}; "
+            f"{described} has no such weight"
+        )
+    model.load_state_dict(state)
+    return model
+
+
+def generator_from_state_dict(state, source="state dict") -> Generator:
+    """A minigan Generator (eval mode, current backend) holding a DCGAN generator's
+    state dict: its architecture read from the shapes, every key and shape checked."""
+    return build(Generator, generator_config(state, source), state, source)
+
+
+def discriminator_from_state_dict(state, source="state dict") -> Discriminator:
+    """A minigan Discriminator (eval mode) holding a DCGAN discriminator's state dict.
+    It returns logits: the pytorch/examples D ends with a Sigmoid, which has no weights."""
+    return build(Discriminator, discriminator_config(state, source), state, source)
+
+
+def build(model_class, config, state, source="state dict"):
+    """``model_class(**config)`` holding ``state`` (checked by ``load_checked``), in eval mode."""
+    try:
+        return load_checked(model_class(**config), state, source).eval()
+    except (ValueError, TypeError) as e:  # what the layers refuse that the checks let by
+        raise WeightsError(f"{source}: {_one_line(e)}") from None
+
+
+# ---- reading PyTorch files -----------------------------------------------------------------
+
+
+def read_state_dict(path) -> dict[str, np.ndarray]:
+    """A state dict from ``.safetensors`` or (with PyTorch installed) ``.pt`` / ``.pth``,
+    as NumPy arrays, with DataParallel's ``module.`` (and torch.compile's) prefixes
+    dropped. Nothing is unpickled except by ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        state = _read_safetensors(path)
+    elif suffix in TORCH_SUFFIXES:
+        state = _read_torch(path)
+    else:
+        raise WeightsError(
+            f"{path}: expected a .safetensors, .pt or .pth file of a PyTorch state dict"
+        )
+    if not state:
+        raise WeightsError(f"{path}: holds no tensors")
+    for prefix in WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = strip_prefix(state, prefix)
+    return state
+
+
+def _read_safetensors(path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except TypeError as e:  # a dtype NumPy lacks (bfloat16): PyTorch can widen it
+        if "bfloat16" not in str(e):
+            raise WeightsError(
+                f"{path}: not a readable safetensors file ({_one_line(e)})"
+            ) from None
+        torch = _import_torch(
+            path, "holds bfloat16 tensors, which NumPy cannot hold; to widen them"
+        )
+        from safetensors.torch import load_file as load_torch
+
+        return {key: _to_numpy(t, torch) for key, t in load_torch(path).items()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a readable safetensors file ({_one_line(e)})") from None
+
+
+def _read_torch(path) -> dict:
+    torch = _import_torch(path, "is a PyTorch pickle file; to read it")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"{path}: holds Python objects besides tensors, which minigan will not unpickle "
+            f"(a whole model saved with torch.save(model)?); save model.state_dict() instead"
+        ) from None
+    except Exception as e:  # a damaged zip or pickle fails in many ways
+        raise WeightsError(
+            f"{path}: not a readable PyTorch file ({type(e).__name__}: {_one_line(e)})"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise WeightsError(
+            f"{path}: holds a {type(loaded).__name__}, not a state dict; save "
+            f"model.state_dict(), e.g. torch.save(netG.state_dict(), 'netG.pth')"
+        )
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise WeightsError(
+                f"{path}: not a state dict of tensors ({key!r} holds a {type(value).__name__}); "
+                f"save model.state_dict(), e.g. torch.save(netG.state_dict(), 'netG.pth')"
+            )
+    return {key: _to_numpy(t, torch) for key, t in loaded.items()}
+
+
+def _import_torch(path, why):
+    try:
+        import torch
+    except ImportError:
+        raise WeightsError(
+            f"{path}: {why} minigan needs PyTorch (pip install torch), or save the state dict "
+            f"as .safetensors (safetensors.torch.save_file) on the machine that has it"
+        ) from None
+    return torch
+
+
+def _to_numpy(tensor, torch) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float64):
+        tensor = tensor.float()  # bfloat16 and the float8s have no NumPy dtype
+    return tensor.numpy()
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+
+def save_safetensors(path, state, metadata) -> Path:
+    """Write a state dict of NumPy arrays as safetensors, atomically (a temporary file in
+    the same folder, flushed to disk, then renamed over ``path``)."""
+    from safetensors.numpy import save
+
+    # (np.require, not np.ascontiguousarray, which turns num_batches_tracked's () into (1,))
+    blob = save({key: np.require(a, requirements="C") for key, a in state.items()}, metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def models_from_checkpoint(arrays, meta, path, raw=False, discriminator=False):
+    """(G, D or None, G's key prefix) from the (arrays, meta) that ``checkpoint.load``
+    read from ``path``: a training checkpoint ("minigan-dcgan"; its averaged G_ema
+    unless ``raw``) or a weights file. Eval mode, on the current backend. The shapes
+    give each model's settings; those the metadata records must agree with them."""
+    if meta.get("format") not in ("minigan-dcgan", WEIGHTS_FORMAT):
+        raise WeightsError(f"{path}: not a minigan DCGAN checkpoint (training or weights-only)")
+    prefix = generator_prefix(arrays, raw)
+    G = _from_checkpoint(Generator, generator_config, strip_prefix(arrays, prefix), meta, path)
+    D = None
+    if discriminator:
+        if not (d_state := strip_prefix(arrays, "D.")):
+            raise WeightsError(f"{path}: holds no discriminator (no D.* weights)")
+        D = _from_checkpoint(Discriminator, discriminator_config, d_state, meta, path)
+    return G, D, prefix
+
+
+def _from_checkpoint(model, read_config, state, meta, path):
+    config = read_config(state, path)
+    recorded = meta.get("config", {}) if meta.get("format") == "minigan-dcgan" else meta
+    recorded = {**recorded, "channels": meta.get("channels"), "image_size": meta.get("image_size")}
+    for key, value in config.items():
+        if recorded.get(key) != value:
+            raise WeightsError(
+                f"{path}: damaged checkpoint (its metadata's {key} is "
+                f"{_one_line(reprlib.repr(recorded.get(key)))}, while the shapes of its "
+                f"{model.__name__} weights give {value})"
+            )
+    return build(model, config, state, path)
+
+
+def export_checkpoint(path, out, discriminator_out=None, raw=False) -> dict:
+    """A minigan checkpoint (a run folder stands for its last.npz) -> the generator's
+    state dict as safetensors at ``out`` (and the discriminator's at
+    ``discriminator_out``), with PyTorch's keys and the settings as safetensors
+    metadata. Returns {"G": (path, G), "D": (path, D)}."""
+    arrays, meta = checkpoint.load(path)
+    G, D, prefix = models_from_checkpoint(arrays, meta, path, raw, discriminator_out is not None)
+    common = dict(format="pt", minigan_version=__version__, source=str(path))
+    if isinstance(meta.get("step"), int):
+        common["step"] = meta["step"]
+    g_meta = dict(common, model="Generator", weights=prefix[:-1], nz=G.nz, ngf=G.ngf)
+    g_meta.update(nc=G.channels, image_size=G.image_size)
+    written = {"G": (save_safetensors(out, G.state_dict(), _strings(g_meta)), G)}
+    if D is not None:
+        d_meta = dict(common, model="Discriminator", ndf=D.ndf, nc=D.channels)
+        d_meta.update(image_size=D.image_size, output="logits")
+        written["D"] = (save_safetensors(discriminator_out, D.state_dict(), _strings(d_meta)), D)
+    return written
+
+
+def import_pytorch(generator_path, out, discriminator_path=None) -> tuple[Generator, object]:
+    """PyTorch DCGAN state dicts -> a minigan weights file at ``out`` that
+    ``minigan.sample.load_generator`` reads. Returns (G, D or None)."""
+    g_state = read_state_dict(generator_path)
+    try:
+        G = generator_from_state_dict(g_state, generator_path)
+    except WeightsError as e:  # a discriminator passed as the generator is an easy slip
+        try:
+            load_checked(Discriminator(**discriminator_config(g_state)), g_state)
+        except (WeightsError, ValueError):
+            raise e from None
+        raise WeightsError(
+            f"{e}; it looks like a discriminator: pass it with --discriminator"
+        ) from None
+    arrays = {f"G.{key}": a for key, a in G.state_dict().items()}
+    meta = dict(format=WEIGHTS_FORMAT, minigan_version=__version__, nz=G.nz, ngf=G.ngf)
+    meta.update(channels=G.channels, image_size=G.image_size, source=Path(generator_path).name)
+    D = None
+    if discriminator_path is not None:
+        D = discriminator_from_state_dict(read_state_dict(discriminator_path), discriminator_path)
+        if (D.channels, D.image_size) != (G.channels, G.image_size):
+            raise WeightsError(
+                f"{discriminator_path}: a discriminator for {D.channels}-channel "
+                f"{D.image_size}x{D.image_size} images, while the generator makes "
+                f"{G.channels}-channel {G.image_size}x{G.image_size} ones"
+            )
+        arrays.update({f"D.{key}": a for key, a in D.state_dict().items()})
+        meta.update(ndf=D.ndf, discriminator_source=Path(discriminator_path).name)
+    checkpoint.save(out, arrays, meta)
+    return G, D
+
+
+def _strings(meta) -> dict[str, str]:
+    return {key: str(value) for key, value in meta.items()}
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+# ---- the command line ----------------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m minigan.export",
+        description="Move DCGAN weights between minigan and PyTorch (safetensors, no pickle).",
+        epilog="In PyTorch, with the pytorch/examples dcgan Generator: "
+        'G.load_state_dict(safetensors.torch.load_file("G.safetensors")).',
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--checkpoint",
+        metavar="RUN",
+        help="export: a minigan checkpoint (.npz) or run folder -> --out G.safetensors",
+    )
+    source.add_argument(
+        "--from-pytorch",
+        metavar="FILE",
+        help="import: a PyTorch generator state dict (.safetensors, .pt, .pth) -> --out G.npz",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="G.safetensors (export) or a minigan weights file .npz (import)",
+    )
+    parser.add_argument(
+        "--discriminator",
+        metavar="FILE",
+        help="also the discriminator: where to write it (export, .safetensors) or the PyTorch "
+        "state dict to read (import)",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="export G even when the checkpoint holds an averaged generator G_ema "
+        "(the default exports G_ema when present)",
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.checkpoint is not None:
+            for name, target in (("--out", out), ("--discriminator", args.discriminator)):
+                if target is not None and Path(target).suffix.lower() != ".safetensors":
+                    raise WeightsError(f"{name} must end in .safetensors, got {Path(target).name}")
+            written = export_checkpoint(args.checkpoint, out, args.discriminator, args.raw)
+            for path, model in written.values():
+                print(f"wrote {path} ({type(model).__name__}({model.extra_repr()}))")
+            print(f'in PyTorch: G.load_state_dict(safetensors.torch.load_file("{out}"))')
+        else:
+            if args.raw:
+                raise WeightsError("--raw applies to --checkpoint (export) only")
+            if out.suffix.lower() != ".npz":
+                raise WeightsError(f"--out must end in .npz, got {out.name}")
+            G, D = import_pytorch(args.from_pytorch, out, args.discriminator)
+            models = f"Generator({G.extra_repr()})" + (
+                f", Discriminator({D.extra_repr()})" if D else ""
+            )
+            print(f"wrote {out} ({models})")
+            print(f"sample with: python -m minigan.sample --checkpoint {out} --out samples.png")
+    except checkpoint.CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
