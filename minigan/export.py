@@ -313,6 +313,12 @@ def _read_torch(path) -> dict:
             f"{path}: holds a {type(loaded).__name__}, not a state dict; save "
             f"model.state_dict(), e.g. torch.save(netG.state_dict(), 'netG.pth')"
         )
+    if nested := [key for key, value in loaded.items() if isinstance(value, dict)]:
+        raise WeightsError(
+            f"{path}: holds state dicts inside a dict (under {', '.join(map(repr, nested[:4]))}), "
+            f"as a training checkpoint does; save the generator's alone, e.g. "
+            f"torch.save(checkpoint[{nested[0]!r}], 'netG.pth')"
+        )
     for key, value in loaded.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise WeightsError(
@@ -376,7 +382,10 @@ def models_from_checkpoint(arrays, meta, path, raw=False, discriminator=False):
     if meta.get("format") not in ("minigan-dcgan", WEIGHTS_FORMAT):
         raise WeightsError(f"{path}: not a minigan DCGAN checkpoint (training or weights-only)")
     prefix = generator_prefix(arrays, raw)
-    G = _from_checkpoint(Generator, generator_config, strip_prefix(arrays, prefix), meta, path)
+    g_state = strip_prefix(arrays, prefix)
+    if prefix == "G_ema.":
+        g_state.pop("updates", None)  # how many steps the average has seen: not a weight
+    G = _from_checkpoint(Generator, generator_config, g_state, meta, path)
     D = None
     if discriminator:
         if not (d_state := strip_prefix(arrays, "D.")):
