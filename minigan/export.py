@@ -290,7 +290,7 @@ def _read_safetensors(path) -> dict:
         )
         from safetensors.torch import load_file as load_torch
 
-        return {key: _to_numpy(t, torch) for key, t in load_torch(path).items()}
+        return {key: _to_numpy(t, torch, path, key) for key, t in load_torch(path).items()}
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a readable safetensors file ({_one_line(e)})") from None
 
@@ -325,7 +325,7 @@ def _read_torch(path) -> dict:
                 f"{path}: not a state dict of tensors ({key!r} holds a {type(value).__name__}); "
                 f"save model.state_dict(), e.g. torch.save(netG.state_dict(), 'netG.pth')"
             )
-    return {key: _to_numpy(t, torch) for key, t in loaded.items()}
+    return {key: _to_numpy(t, torch, path, key) for key, t in loaded.items()}
 
 
 def _import_torch(path, why):
@@ -339,11 +339,14 @@ def _import_torch(path, why):
     return torch
 
 
-def _to_numpy(tensor, torch) -> np.ndarray:
-    tensor = tensor.detach().cpu()
-    if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float64):
-        tensor = tensor.float()  # bfloat16 and the float8s have no NumPy dtype
-    return tensor.numpy()
+def _to_numpy(tensor, torch, path, key) -> np.ndarray:
+    try:
+        tensor = tensor.detach().cpu()
+        if tensor.is_floating_point() and tensor.dtype not in (torch.float16, torch.float64):
+            tensor = tensor.float()  # bfloat16 and the float8s have no NumPy dtype
+        return tensor.numpy()
+    except Exception as e:  # sparse, quantised, meta tensors: not plain arrays
+        raise WeightsError(f"{path}: {key} is not a plain tensor ({_one_line(e)})") from None
 
 
 # ---- writing -------------------------------------------------------------------------------

@@ -292,6 +292,22 @@ def test_a_state_dict_without_num_batches_tracked_imports(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_bfloat16_weights_import_widened(suffix, tmp_path, capsys):
+    torch, G, _ = trained_torch_models()
+    state = {k: v.bfloat16() if v.is_floating_point() else v for k, v in G.state_dict().items()}
+    path = save_state_dict(torch, state, tmp_path / f"half{suffix}")
+    assert cli(["--from-pytorch", path, "--out", tmp_path / "G.npz"], capsys)[0] == 0
+    G.load_state_dict(state)  # the same rounding on PyTorch's side
+    z = noise(2, NZ)
+    np.testing.assert_allclose(
+        images(sample.load_generator(tmp_path / "G.npz"), z),
+        torch_images(torch, G, z),
+        atol=2e-5,
+        rtol=0,
+    )
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_a_dataparallel_state_dict_imports(suffix, tmp_path, capsys):
     torch, G, _ = trained_torch_models()
     state = torch.nn.DataParallel(G).state_dict()
