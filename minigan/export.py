@@ -523,7 +523,11 @@ def main(argv=None) -> int:
             written = export_checkpoint(args.checkpoint, out, args.discriminator, args.raw)
             for path, model in written.values():
                 print(f"wrote {path} ({type(model).__name__}({model.extra_repr()}))")
-            print(f'in PyTorch: G.load_state_dict(safetensors.torch.load_file("{out}"))')
+            G = written["G"][1]
+            print(
+                f"in PyTorch (pytorch/examples dcgan, nz={G.nz}, ngf={G.ngf}, nc={G.channels}): "
+                f'G.load_state_dict(safetensors.torch.load_file("{out}"))'
+            )
         else:
             if args.raw:
                 raise WeightsError("--raw applies to --checkpoint (export) only")
