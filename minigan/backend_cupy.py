@@ -28,7 +28,7 @@ import functools
 import cupy
 import numpy as np
 
-from .backend import Backend
+from .backend_numpy import Backend
 
 # ---- convolution: gather kernels ------------------------------------------------------------
 
@@ -162,8 +162,8 @@ _ADAM = cupy.ElementwiseKernel(
 )
 # Batch-norm statistics in two stages: first along each (sample, channel) row of H*W
 # contiguous numbers (many rows, so every SM has work), then over the samples (small).
-# One stage over (N, H, W) at once, a strided reduction with only C outputs, measured
-# 17.6 of 48.5 ms of kernel time per DCGAN step (64x64, batch 256) on an H100.
+# One stage over (N, H, W) at once is a strided reduction with only C outputs: too few
+# blocks to fill the GPU (benchmarks/RESULTS.md has what it cost).
 _MEAN_SQUARE_ABOUT = cupy.ReductionKernel(
     "T x, T mean", "T out", "(x - mean) * (x - mean)", "a + b",
     "out = a / (_in_ind.size() / _out_ind.size())", "0", "minigan_mean_square",

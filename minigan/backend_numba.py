@@ -15,8 +15,8 @@ Threads. Two kinds of work, two ways of using the cores:
   workqueue layer refuses parallel kernels launched from two threads at once.
 - Batch norm, LeakyReLU and Adam run on the main thread as ``parallel`` kernels.
   Their threading layer is ``workqueue`` unless the user set
-  ``NUMBA_THREADING_LAYER``: its workers sleep when idle, where OpenMP's spin and,
-  measured here, made a batch-norm kernel ~16x slower next to BLAS. The thread
+  ``NUMBA_THREADING_LAYER``: its workers sleep when idle, where OpenMP's spin and
+  take cores from BLAS (benchmarks/RESULTS.md has the measurement). The thread
   count is Numba's default, every core the process may use (``NUMBA_NUM_THREADS``).
 Compiled kernels are cached on disk (``cache=True``), so only the first run on a
 machine pays the compile time (``warm_up`` reports it).
@@ -35,7 +35,7 @@ from numba import njit, prange
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from .backend import NumpyBackend
+from .backend_numpy import NumpyBackend
 
 # ---- convolution ------------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ NumPy's wheels ship OpenBLAS with kernels for many CPUs and pick one when NumPy 
 first imported (``OPENBLAS_CORETYPE`` overrides the pick; it is read then, never
 again). On AMD Zen 4 (family 0x19 with AVX-512) OpenBLAS picks its AVX-512 "SkylakeX"
 kernels, but Zen 4 executes AVX-512 as two 256-bit halves, and its AVX2 "Haswell"
-kernels measured 10-40% faster on every matrix product of minigan's convolutions
-(and equal on large square ones): see benchmarks/RESULTS.md. So on Zen 4 minigan
-asks for them, when it is imported before NumPy (``python -m minigan.train`` always
-is) and the user has not set ``OPENBLAS_CORETYPE`` themselves.
+kernels measured faster on minigan's matrix products (benchmarks/RESULTS.md). So on
+Zen 4 minigan asks for them where it owns the process: the ``python -m minigan.train``
+and ``python -m minigan.sample`` entry points and the benchmark call
+``choose_openblas_kernels()`` before NumPy loads, unless the user has set
+``OPENBLAS_CORETYPE`` themselves. ``import minigan`` changes nothing; in your own
+script, call it first (or set ``OPENBLAS_CORETYPE=Haswell`` in the shell).
 
 No other CPU is changed: without a measurement there is no reason to second-guess
 OpenBLAS. This module imports nothing that loads NumPy.

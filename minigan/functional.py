@@ -78,7 +78,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     f, _, kh, kw = w.shape
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
-    ho, wo = (h + 2 * ph - kh) // stride[0] + 1, (wd + 2 * pw - kw) // stride[1] + 1
+    ho, wo = conv2d_output_size(h, kh, stride[0], ph), conv2d_output_size(wd, kw, stride[1], pw)
     w_mat = _patch_major(w)  # (F, kh*kw*C)
     out = bk.xp.empty((n, f, ho, wo), dtype=x.dtype)
 
@@ -121,6 +121,11 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
 
     dw, db = bk.for_each_batch(backward, n, ho * wo) or (None, None)
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
+
+
+def conv2d_output_size(size, kernel, stride, padding):
+    """(H + 2p - k) // s + 1: how many kernel positions fit along a padded side."""
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 def conv_transpose2d_output_size(size, kernel, stride, padding, output_padding):

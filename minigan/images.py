@@ -1,4 +1,5 @@
-"""Looking at what G makes: image grids as PNG files and an animated GIF of them."""
+"""Pictures of a run: image grids as PNG files, an animated GIF of them, and the
+plots of ``metrics.csv`` (losses and D's outputs; the quality score over time)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,63 @@ def save_gif(path, png_paths, seconds_per_frame=0.5) -> Path | None:
         loop=0,
     )  # fmt: skip
     return Path(path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_metrics(metrics_path):
+    """metrics.csv as a structured array (blank cells are nan), or None if it has no rows."""
+    table = np.genfromtxt(metrics_path, delimiter=",", names=True, ndmin=1)
+    return table if table.size else None
+
+
+def plot_losses(metrics_path, png_path):
+    """losses.png: both losses, and D's mean outputs on real and fake images, per step."""
+    table = _read_metrics(metrics_path)
+    if table is None:
+        return
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for key, label in (("loss_d", "loss D"), ("loss_g", "loss G")):
+        top.plot(table["step"], table[key], label=label, linewidth=0.8)
+    top.set_ylabel("BCE loss")
+    top.legend()
+    for key, label in (("d_real", "D(x), real"), ("d_fake", "D(G(z)), fake")):
+        bottom.plot(table["step"], table[key], label=label, linewidth=0.8)
+    bottom.set_ylabel("mean D output")
+    bottom.set_xlabel("step")
+    bottom.set_ylim(0, 1)
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def plot_quality(metrics_path, png_path):
+    """quality.png: the quality score (minigan.score's Frechet distance, lower is
+    better) of the sampled generator, and of the raw one beside an average, per epoch."""
+    table = _read_metrics(metrics_path)
+    names = () if table is None else table.dtype.names
+    scored = {k: np.isfinite(table[k]) for k in ("fd", "fd_raw") if k in names}
+    scored = {k: rows for k, rows in scored.items() if rows.any()}
+    if not scored:
+        return
+    labels = {"fd": "averaged G" if "fd_raw" in scored else "G", "fd_raw": "raw G"}
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, rows in scored.items():
+        ax.plot(table["epoch"][rows], table[key][rows], "o-", label=labels[key])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("Frechet distance in the judge's features (lower is better)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

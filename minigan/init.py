@@ -1,8 +1,6 @@
-"""Weight initialisation, in place, from the current backend's random stream.
-
-``dcgan_init`` is the paper's: "All weights were initialized from a zero-centered
-Normal distribution with standard deviation 0.02"; batch-norm scales start at
-N(1, 0.02) and shifts at 0, as in the PyTorch DCGAN example.
+"""Weight initialisation, in place, from the current backend's random stream:
+``normal_``, ``uniform_``, ``zeros_``, ``ones_`` and PyTorch's default for Linear and
+the convolutions. The DCGAN's own is ``minigan.models.dcgan.dcgan_init``.
 """
 
 from __future__ import annotations
@@ -45,16 +43,18 @@ def default_uniform_(weight, bias, fan_in):
         uniform_(bias, -bound, bound)
 
 
-def dcgan_init(model):
-    """The DCGAN initialisation over every sub-layer of ``model``:
-    conv and conv-transpose weights N(0, 0.02); batch-norm weight N(1, 0.02), bias 0.
-    Returns ``model``."""
-    from . import nn  # nn imports this module for its defaults
+def __getattr__(name):
+    """``init.dcgan_init`` moved to ``minigan.models.dcgan`` (it knows the layers,
+    and the layers import this module); the old name still works, with a warning."""
+    if name == "dcgan_init":
+        import warnings
 
-    for layer in model.modules():
-        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-            normal_(layer.weight, 0.0, 0.02)
-        elif isinstance(layer, nn.BatchNorm):
-            normal_(layer.weight, 1.0, 0.02)
-            zeros_(layer.bias)
-    return model
+        from .models.dcgan import dcgan_init
+
+        warnings.warn(
+            "minigan.init.dcgan_init moved to minigan.models.dcgan.dcgan_init",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return dcgan_init
+    raise AttributeError(f"module 'minigan.init' has no attribute {name!r}")

@@ -5,7 +5,9 @@ PyTorch's, so a PyTorch user can guess them and weights copy across both ways.
 
 Every layer has ``forward(x)`` (also ``layer(x)``), which keeps what the backward
 needs, and ``backward(grad_output) -> grad_input``, which *adds* the parameter
-gradients into each ``Parameter.grad`` (call ``zero_grad()`` between steps).
+gradients into each ``Parameter.grad`` (call ``zero_grad()`` between steps). What all
+layers share (``Module``, ``Parameter``, ``Sequential``) is in ``module.py``; here
+each layer is its formula, its arguments and its names.
 """
 
 from __future__ import annotations
@@ -14,28 +16,13 @@ import numpy as np
 
 from . import backend, init
 from . import functional as F
+from .module import _NOT_RUN, Module, Parameter, Sequential
 
-_NOT_RUN = object()  # the cache of a layer whose forward has not run yet
-
-
-class Parameter:
-    """A trainable array (``data``) and the gradient accumulated for it (``grad``)."""
-
-    def __init__(self, data):
-        self.data = data
-        self.grad = backend.current().xp.zeros_like(data)
-        self.requires_grad = True  # False: backward leaves .grad alone (and may skip it)
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    def __repr__(self) -> str:
-        return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
+__all__ = [
+    "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear",
+    "BatchNorm1d", "BatchNorm2d", "LeakyReLU", "ReLU", "Tanh", "Sigmoid", "Dropout",
+    "Flatten", "Reshape", "Upsample", "BCEWithLogitsLoss",
+]  # fmt: skip
 
 
 def _float_dtype(dtype):
@@ -58,266 +45,20 @@ def _pair_at_least(value, name, low):
     return pair
 
 
-class Module:
-    """Base class: parameters, sub-layers, train/eval mode and state dicts.
-
-    Parameters and sub-layers are found by looking at the attributes, in the order
-    they were set. ``buffers`` names the non-trainable arrays saved in the state dict.
-    """
-
-    training = True
-    buffers: tuple[str, ...] = ()
-    _cache = _NOT_RUN
-
-    def __call__(self, x):
-        if hasattr(x, "shape"):  # check_input speaks of anything else
-            backend.current().check_array(x, self._one_line_name)
-        return self.forward(x)
-
-    def forward(self, x):
-        raise NotImplementedError
-
-    def backward(self, grad_output, input_grad=True):
-        """d loss / d input from d loss / d output; adds the parameter gradients into
-        their ``.grad``. ``input_grad=False`` says the input gradient is not needed (the
-        first layer of a model whose input is data): a layer may then skip it and return
-        None (the convolutions and Linear do; cheap element-wise layers compute it anyway)."""
-        raise NotImplementedError
-
-    def add_grads(self, **grads):
-        """Add each gradient into the parameter of that name, if it wants one."""
-        for name, grad in grads.items():
-            param = getattr(self, name)
-            if param is not None and grad is not None and param.requires_grad:
-                param.grad += grad
-
-    def requires_grad_(self, requires_grad=True):
-        """Switch gradient accumulation for every parameter (e.g. freeze D while G learns)."""
-        for p in self.parameters():
-            p.requires_grad = requires_grad
-        return self
-
-    def remember(self, out, cache):
-        """Keep what the backward needs, and the output's shape and dtype (which the
-        upstream gradient must have); returns ``out``."""
-        self._cache, self._out_spec = cache, (tuple(out.shape), out.dtype)
-        return out
-
-    def saved(self, grad_output):
-        """What the last forward kept for the backward, once ``grad_output`` is
-        checked against that forward's output; an error if there was no forward."""
-        if self._cache is _NOT_RUN:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward() was called before forward(); "
-                "run the forward pass first"
-            )
-        shape, dtype = self._out_spec
-        if tuple(grad_output.shape) != shape:
-            raise ValueError(
-                f"{self!r}.backward: grad_output has shape {tuple(grad_output.shape)}, "
-                f"expected the forward output's shape {shape}"
-            )
-        if grad_output.dtype != dtype:
-            raise TypeError(
-                f"{self!r}.backward: grad_output is {grad_output.dtype}, expected the "
-                f"forward output's dtype {dtype}; convert it explicitly (g.astype(...))"
-            )
-        return self._cache
-
-    # ---- structure ---------------------------------------------------------------
-    def named_children(self):
-        for name, value in vars(self).items():
-            if isinstance(value, Module):
-                yield name, value
-
-    def children(self):
-        return (child for _, child in self.named_children())
-
-    def modules(self):
-        """This module and every module inside it, depth first."""
-        yield self
-        for child in self.children():
-            yield from child.modules()
-
-    def named_parameters(self, prefix=""):
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + name, value
-        for name, child in self.named_children():
-            yield from child.named_parameters(f"{prefix}{name}.")
-
-    def parameters(self):
-        return (p for _, p in self.named_parameters())
-
-    def num_parameters(self) -> int:
-        return sum(int(p.data.size) for p in self.parameters())
-
-    def zero_grad(self):
-        for p in self.parameters():
-            p.grad[...] = 0
-
-    def train(self, mode=True):
-        for m in self.modules():
-            m.training = mode
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    # ---- state dicts ---------------------------------------------------------------
-    def _named_state(self, prefix=""):
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + name, value.data
-        for name in self.buffers:
-            yield prefix + name, getattr(self, name)
-        for name, child in self.named_children():
-            yield from child._named_state(f"{prefix}{name}.")
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Every parameter and buffer as a host NumPy copy, under PyTorch's keys."""
-        to_numpy = backend.current().to_numpy
-        return {key: to_numpy(value).copy() for key, value in self._named_state()}
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (NumPy, or anything ``np.asarray`` takes) into this module in place.
-
-        Shapes must match; values are cast to each parameter's own dtype. With
-        ``strict`` (default) the keys must match exactly, except that a batch norm's
-        ``num_batches_tracked`` may be missing (older and many exported PyTorch state
-        dicts lack it; PyTorch accepts them too): it then keeps its value.
-        """
-        own = dict(self._named_state())
-        if strict:
-            optional = ("num_batches_tracked",)
-            missing = [k for k in own if k not in state_dict and not k.endswith(optional)]
-            unexpected = [k for k in state_dict if k not in own]
-            if missing or unexpected:
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
-                    f"unexpected keys {unexpected}"
-                )
-        bk = backend.current()
-        for key, target in own.items():
-            if key not in state_dict:
-                continue
-            value = np.asarray(state_dict[key])
-            if value.shape != tuple(target.shape):
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: {key!r} has shape "
-                    f"{value.shape}, expected {tuple(target.shape)}"
-                )
-            target[...] = bk.from_numpy(value.astype(target.dtype, copy=False))
-
-    # ---- input checks --------------------------------------------------------------
-    def check_input(self, x, layout, channels=None):
-        """Raise a ValueError naming this layer if x does not fit ``layout``.
-
-        layout: the dimension names, e.g. "NCHW" or ("NC", "NCL"); channels: the
-        size dimension 1 must have (None: any).
-        """
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{self!r}: expected an array, got {type(x).__name__}")
-        layouts = (layout,) if isinstance(layout, str) else layout
-        fits = any(x.ndim == len(lay) for lay in layouts)
-        if fits and channels is not None:
-            fits = x.shape[1] == channels
-        if not fits:
-            expected = " or ".join(
-                "(" + ", ".join(self._dim_name(d, channels) for d in lay) + ")" for lay in layouts
-            )
-            raise ValueError(f"{self!r}: expected input of shape {expected}, got {tuple(x.shape)}")
-
-    @staticmethod
-    def _dim_name(dim, channels):
-        if dim == "C" and channels is not None:
-            return f"C={channels}"
-        return dim
-
-    def check_dtype(self, x, param):
-        if not isinstance(x, type(param.data)):  # e.g. a NumPy input, parameters on the GPU
-            raise TypeError(backend.wrong_array_message(x, self._backend_of(param), repr(self)))
-        if x.dtype != param.dtype:
-            raise TypeError(
-                f"{self!r}: input dtype {x.dtype} does not match parameter dtype "
-                f"{param.dtype}; convert one of them explicitly (x.astype(...))"
-            )
-
-    def _one_line_name(self):
-        """repr(self), or just the class name where the repr spans lines (a model)."""
-        text = repr(self)
-        return text if "\n" not in text else type(self).__name__
-
-    @staticmethod
-    def _backend_of(param):
-        return next((name for name, bk in backend.created().items()
-                     if bk.is_array(param.data)), "another")  # fmt: skip
-
-    def extra_repr(self) -> str:
-        return ""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
-
-
 # ---- layers with parameters ---------------------------------------------------------------
 
 
-class Conv2d(Module):
-    """2-D convolution (cross-correlation).  x: (N, in, H, W) -> (N, out, Ho, Wo),
-    Ho = (H + 2*padding - kernel) // stride + 1.  weight: (out, in, kh, kw), bias: (out,)."""
+class Convolution(Module):
+    """What Conv2d and ConvTranspose2d share: their arguments and checks, a weight
+    of shape (channels, channels, kh, kw) and a bias, PyTorch's default initialisation
+    (fan_in from the weight's dimension 1, as PyTorch computes it for both), the
+    backward and the repr. A subclass names its ``functions`` (forward, backward) and
+    the order of the channels in its weight."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 *, bias=True, dtype=np.float32):  # fmt: skip
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
-        self.stride = _pair_at_least(stride, "stride", 1)
-        self.padding = _pair_at_least(padding, "padding", 0)
-        dtype, xp = _float_dtype(dtype), backend.current().xp
-        shape = (self.out_channels, self.in_channels, *self.kernel_size)
-        self.weight = Parameter(xp.empty(shape, dtype=dtype))
-        self.bias = Parameter(xp.empty(self.out_channels, dtype=dtype)) if bias else None
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        init.default_uniform_(self.weight, self.bias, fan_in)
+    transposed = False  # weight (out, in, kh, kw); transposed: (in, out, kh, kw)
 
-    def forward(self, x):
-        self.check_input(x, "NCHW", self.in_channels)
-        self.check_dtype(x, self.weight)
-        for size, k, p, dim in zip(x.shape[2:], self.kernel_size, self.padding, "HW"):
-            if size + 2 * p < k:
-                raise ValueError(
-                    f"{self!r}: input {dim}={size} (padded {size + 2 * p}) is smaller "
-                    f"than the kernel ({k}); got input of shape {tuple(x.shape)}"
-                )
-        bias = self.bias.data if self.bias is not None else None
-        return self.remember(
-            *F.conv2d_forward(x, self.weight.data, bias, self.stride, self.padding)
-        )
-
-    def backward(self, grad_output, input_grad=True):
-        cache = self.saved(grad_output)
-        dx, dw, db = F.conv2d_backward(grad_output, cache, input_grad, self.weight.requires_grad)
-        self.add_grads(weight=dw, bias=db)
-        return dx
-
-    def extra_repr(self):
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}, padding={self.padding}")  # fmt: skip
-        return s + ("" if self.bias is not None else ", bias=False")
-
-
-class ConvTranspose2d(Module):
-    """Transposed convolution (the adjoint of Conv2d).  x: (N, in, H, W) -> (N, out, Ho, Wo),
-    Ho = (H - 1)*stride - 2*padding + kernel + output_padding.
-    weight: (in, out, kh, kw) as in PyTorch, bias: (out,).
-
-    output_padding (< stride) only adds rows/columns at the bottom/right: several
-    input sizes of a strided Conv2d give the same output size, and it picks one.
-    """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, *, bias=True, dtype=np.float32):  # fmt: skip
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                 output_padding, bias, dtype):  # fmt: skip
         self.in_channels = _positive_int(in_channels, "in_channels")
         self.out_channels = _positive_int(out_channels, "out_channels")
         self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
@@ -328,40 +69,32 @@ class ConvTranspose2d(Module):
             raise ValueError(
                 f"output_padding {self.output_padding} must be smaller than stride {self.stride}"
             )
+        channels = (self.in_channels, self.out_channels)
+        channels = channels if self.transposed else channels[::-1]
         dtype, xp = _float_dtype(dtype), backend.current().xp
-        shape = (self.in_channels, self.out_channels, *self.kernel_size)
-        self.weight = Parameter(xp.empty(shape, dtype=dtype))
+        self.weight = Parameter(xp.empty((*channels, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(xp.empty(self.out_channels, dtype=dtype)) if bias else None
-        # PyTorch computes fan_in from dimension 1 of the weight, here out_channels.
-        fan_in = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
-        init.default_uniform_(self.weight, self.bias, fan_in)
+        init.default_uniform_(self.weight, self.bias, channels[1] * int(np.prod(self.kernel_size)))
 
-    def output_size(self, height, width):
-        return tuple(
-            F.conv_transpose2d_output_size(size, k, s, p, op)
-            for size, k, s, p, op in zip(
-                (height, width), self.kernel_size, self.stride, self.padding, self.output_padding
-            )
-        )
+    def output_size(self, height, width) -> tuple[int, int]:
+        """(Ho, Wo) for an input of height x width."""
+        raise NotImplementedError
+
+    def too_small(self, x) -> str:
+        """What to tell the user whose input gives an empty output."""
+        raise NotImplementedError
 
     def forward(self, x):
         self.check_input(x, "NCHW", self.in_channels)
         self.check_dtype(x, self.weight)
         if min(self.output_size(*x.shape[2:])) < 1:
-            raise ValueError(
-                f"{self!r}: input of shape {tuple(x.shape)} gives an empty output "
-                f"{self.output_size(*x.shape[2:])}; reduce the padding"
-            )
+            raise ValueError(f"{self!r}: input of shape {tuple(x.shape)} {self.too_small(x)}")
         bias = self.bias.data if self.bias is not None else None
-        return self.remember(
-            *F.conv_transpose2d_forward(
-                x, self.weight.data, bias, self.stride, self.padding, self.output_padding
-            )
-        )
+        return self.remember(*self.convolve(x, self.weight.data, bias))
 
     def backward(self, grad_output, input_grad=True):
         cache = self.saved(grad_output)
-        dx, dw, db = F.conv_transpose2d_backward(
+        dx, dw, db = self.convolve_backward(
             grad_output, cache, input_grad, self.weight.requires_grad
         )
         self.add_grads(weight=dw, bias=db)
@@ -373,6 +106,67 @@ class ConvTranspose2d(Module):
         if self.output_padding != (0, 0):
             s += f", output_padding={self.output_padding}"
         return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(Convolution):
+    """2-D convolution (cross-correlation).  x: (N, in, H, W) -> (N, out, Ho, Wo),
+    Ho = (H + 2*padding - kernel) // stride + 1.  weight: (out, in, kh, kw), bias: (out,)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 *, bias=True, dtype=np.float32):  # fmt: skip
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, 0, bias, dtype)
+
+    def output_size(self, height, width):
+        return tuple(
+            F.conv2d_output_size(size, k, s, p)
+            for size, k, s, p in zip((height, width), self.kernel_size, self.stride, self.padding)
+        )
+
+    def too_small(self, x):
+        padded = tuple(size + 2 * p for size, p in zip(x.shape[2:], self.padding))
+        return f"is smaller than the kernel {self.kernel_size}, even padded {padded}"
+
+    def convolve(self, x, weight, bias):
+        return F.conv2d_forward(x, weight, bias, self.stride, self.padding)
+
+    def convolve_backward(self, grad_output, cache, input_grad, weight_grad):
+        return F.conv2d_backward(grad_output, cache, input_grad, weight_grad)
+
+
+class ConvTranspose2d(Convolution):
+    """Transposed convolution (the adjoint of Conv2d).  x: (N, in, H, W) -> (N, out, Ho, Wo),
+    Ho = (H - 1)*stride - 2*padding + kernel + output_padding.
+    weight: (in, out, kh, kw) as in PyTorch, bias: (out,).
+
+    output_padding (< stride) only adds rows/columns at the bottom/right: several
+    input sizes of a strided Conv2d give the same output size, and it picks one.
+    """
+
+    transposed = True
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, *, bias=True, dtype=np.float32):  # fmt: skip
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, bias, dtype)  # fmt: skip
+
+    def output_size(self, height, width):
+        return tuple(
+            F.conv_transpose2d_output_size(size, k, s, p, op)
+            for size, k, s, p, op in zip(
+                (height, width), self.kernel_size, self.stride, self.padding, self.output_padding
+            )
+        )
+
+    def too_small(self, x):
+        return f"gives an empty output {self.output_size(*x.shape[2:])}; reduce the padding"
+
+    def convolve(self, x, weight, bias):
+        return F.conv_transpose2d_forward(
+            x, weight, bias, self.stride, self.padding, self.output_padding
+        )
+
+    def convolve_backward(self, grad_output, cache, input_grad, weight_grad):
+        return F.conv_transpose2d_backward(grad_output, cache, input_grad, weight_grad)
 
 
 class Linear(Module):
@@ -483,25 +277,43 @@ class BatchNorm2d(BatchNorm):
 # ---- layers without parameters -------------------------------------------------------------
 
 
-class LeakyReLU(Module):
-    """y = x for x > 0, negative_slope * x otherwise. Any shape."""
+class Elementwise(Module):
+    """A layer that applies one function value by value: any shape in, the same shape
+    out. A subclass names its pair of ``functional`` functions and, if the forward
+    takes more than x, what else to pass (``arguments``)."""
+
+    functions: tuple  # (forward(x, *arguments) -> (out, cache), backward(dout, cache) -> dx)
+
+    def arguments(self) -> tuple:
+        return ()
+
+    def forward(self, x):
+        forward, _ = self.functions
+        return self.remember(*forward(x, *self.arguments()))
+
+    def backward(self, grad_output, input_grad=True):
+        _, backward = self.functions
+        return backward(grad_output, self.saved(grad_output))
+
+
+class LeakyReLU(Elementwise):
+    """y = x for x > 0, negative_slope * x otherwise."""
+
+    functions = F.leaky_relu_forward, F.leaky_relu_backward
 
     def __init__(self, negative_slope=0.01, inplace=False):
         # inplace is accepted for PyTorch code and ignored: the output is always new.
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x):
-        return self.remember(*F.leaky_relu_forward(x, self.negative_slope))
-
-    def backward(self, grad_output, input_grad=True):
-        return F.leaky_relu_backward(grad_output, self.saved(grad_output))
+    def arguments(self):
+        return (self.negative_slope,)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
 
 
 class ReLU(LeakyReLU):
-    """y = max(x, 0). Any shape."""
+    """y = max(x, 0): LeakyReLU with slope 0."""
 
     def __init__(self, inplace=False):
         super().__init__(0.0, inplace)
@@ -510,40 +322,31 @@ class ReLU(LeakyReLU):
         return ""
 
 
-class Tanh(Module):
-    """y = tanh(x), in (-1, 1). Any shape."""
+class Tanh(Elementwise):
+    """y = tanh(x), in (-1, 1)."""
 
-    def forward(self, x):
-        return self.remember(*F.tanh_forward(x))
-
-    def backward(self, grad_output, input_grad=True):
-        return F.tanh_backward(grad_output, self.saved(grad_output))
+    functions = F.tanh_forward, F.tanh_backward
 
 
-class Sigmoid(Module):
-    """y = 1 / (1 + exp(-x)), in (0, 1). Any shape."""
+class Sigmoid(Elementwise):
+    """y = 1 / (1 + exp(-x)), in (0, 1)."""
 
-    def forward(self, x):
-        return self.remember(*F.sigmoid_forward(x))
-
-    def backward(self, grad_output, input_grad=True):
-        return F.sigmoid_backward(grad_output, self.saved(grad_output))
+    functions = F.sigmoid_forward, F.sigmoid_backward
 
 
-class Dropout(Module):
+class Dropout(Elementwise):
     """Training: zero each value with probability p, scale the rest by 1/(1-p).
-    Eval: the identity. Any shape."""
+    Eval: the identity."""
+
+    functions = F.dropout_forward, F.dropout_backward
 
     def __init__(self, p=0.5):
         if not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
         self.p = float(p)
 
-    def forward(self, x):
-        return self.remember(*F.dropout_forward(x, self.p, self.training))
-
-    def backward(self, grad_output, input_grad=True):
-        return F.dropout_backward(grad_output, self.saved(grad_output))
+    def arguments(self):
+        return self.p, self.training
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -623,46 +426,6 @@ class Upsample(Module):
 
     def extra_repr(self):
         return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
-
-
-class Sequential(Module):
-    """Layers applied in order; backward runs them in reverse. Sub-layers are named
-    0, 1, 2, ... so state dict keys read "0.weight", "1.running_mean", as in PyTorch."""
-
-    def __init__(self, *layers):
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a layer")
-        self.layers = list(layers)
-
-    def named_children(self):
-        for i, layer in enumerate(self.layers):
-            yield str(i), layer
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return Sequential(*self.layers[index])
-        return self.layers[index]
-
-    def __len__(self):
-        return len(self.layers)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-    def backward(self, grad_output, input_grad=True):
-        for i in range(len(self.layers) - 1, -1, -1):
-            grad_output = self.layers[i].backward(grad_output, input_grad or i > 0)
-        return grad_output
-
-    def __repr__(self):
-        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
-        return "Sequential(\n" + "\n".join(lines) + "\n)"
 
 
 # ---- loss ------------------------------------------------------------------------------------

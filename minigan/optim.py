@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .nn import Module, Parameter
+from .module import Module, Parameter
 
 
 class Optimizer:

@@ -9,6 +9,11 @@ walk at the typical norm of Gaussian noise instead of cutting through the middle
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # minigan owns this process: choose BLAS kernels before NumPy loads
+    from minigan import cpu
+
+    cpu.choose_openblas_kernels()
+
 import argparse
 import sys
 from pathlib import Path

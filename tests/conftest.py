@@ -8,10 +8,16 @@ GPU backend's runs are marked ``gpu``, so ``pytest -m gpu`` runs exactly them.
 
 import os
 
-import pytest
-from hypothesis import HealthCheck, settings
+from minigan import cpu
 
-from minigan import backend
+# The BLAS kernels the command-line entry points choose, before NumPy loads: the tests
+# that resume a `python -m minigan.train` child's run in this process compare bits.
+cpu.choose_openblas_kernels()
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from minigan import backend  # noqa: E402
 
 settings.register_profile(
     "default",

@@ -41,23 +41,43 @@ def test_nothing_is_changed_once_numpy_is_loaded_or_the_user_has_chosen(monkeypa
     assert os.environ["OPENBLAS_CORETYPE"] == "Sandybridge"
 
 
-def _kernels(first_import, env):
+def _kernels(first, env):
+    """The BLAS kernels NumPy loads after running ``first`` in a fresh process."""
     code = (
-        f"import {first_import}, numpy; from threadpoolctl import threadpool_info; "
+        f"{first}\nimport numpy; from threadpoolctl import threadpool_info; "
         "print([i.get('architecture') for i in threadpool_info() if i['user_api'] == 'blas'])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
         cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
-    return out.stdout.strip()
+    return out.stdout.strip().splitlines()[-1]
 
 
-def test_importing_minigan_first_gets_the_chosen_kernels(monkeypatch):
+# Each entry point as ``python -m`` runs it (as __main__), asked only for --help.
+ENTRY_POINT = (
+    "import runpy, sys; sys.argv = ['{0}', '--help']\n"
+    "try:\n    runpy.run_module('{0}', run_name='__main__')\nexcept SystemExit:\n    pass"
+)
+
+
+@pytest.mark.parametrize("module", ["minigan.train", "minigan.sample"])
+def test_the_entry_points_choose_the_kernels_and_import_minigan_does_not(module):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    own_pick = _kernels("sys", env)
+    own_pick = _kernels("import sys", env)
     if own_pick in ("[]", "[None]"):
         pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its kernels")
     chosen = cpu.preferred_openblas_core_here()
-    assert _kernels("minigan", env) == (f"[{chosen!r}]" if chosen else own_pick)
-    assert _kernels("minigan", {**env, "OPENBLAS_CORETYPE": "Sandybridge"}) == "['Sandybridge']"
+    assert _kernels(ENTRY_POINT.format(module), env) == (f"[{chosen!r}]" if chosen else own_pick)
+    assert _kernels("import minigan, minigan.nn, minigan.train", env) == own_pick
+    theirs = {**env, "OPENBLAS_CORETYPE": "Sandybridge"}
+    assert _kernels(ENTRY_POINT.format(module), theirs) == "['Sandybridge']"
+
+
+def test_import_minigan_leaves_the_environment_alone():
+    code = (
+        "import os; before = dict(os.environ); import minigan, minigan.nn, minigan.train; "
+        "print(dict(os.environ) == before)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

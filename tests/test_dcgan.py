@@ -137,7 +137,8 @@ def test_cli_run_leaves_everything_a_person_wants(tmp_path, tiny_idx, capsys):
     for name in files:
         assert (out / name).is_file(), name
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds" and len(rows) == 1 + 4
+    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds,fd,fd_raw"
+    assert len(rows) == 1 + 4
     _, meta = checkpoint.load(out / "checkpoints" / "last.npz")
     assert meta["step"] == 4 and meta["config"]["ngf"] == 4 and meta["channels"] == 1
     assert "done at step 4" in capsys.readouterr().out
@@ -373,7 +374,8 @@ def test_cli_edge_cases(tmp_path, tiny_idx, capsys, monkeypatch):
     )
     # a damaged checkpoint is a one-line error in both commands
     arrays, meta = checkpoint.load(out / "checkpoints" / "last.npz")
-    arrays["G.main.0.weight"] = arrays["G.main.0.weight"][:1]
+    for key in ("G.main.0.weight", "G_ema.main.0.weight"):  # sample reads the average
+        arrays[key] = arrays[key][:1]
     checkpoint.save(tmp_path / "bad.npz", arrays, meta)
     capsys.readouterr()
     assert train.main(["--resume", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "r2")]) == 2

@@ -16,7 +16,7 @@ BAD_INPUTS = [
     (
         lambda: nn.Conv2d(1, 1, 5),
         _x(1, 1, 2, 9),
-        r"Conv2d.*H=2 \(padded 2\) is smaller than the kernel",
+        r"Conv2d.*\(1, 1, 2, 9\) is smaller than the kernel \(5, 5\), even padded \(2, 9\)",
     ),
     (
         lambda: nn.ConvTranspose2d(4, 2, 3),

@@ -958,8 +958,12 @@ def build_damaged(path, base, ops, compressed):
     whole |= any(a.dtype.hasobject for a in payload.values())
     missing = {k for k in set(base.arrays) - set(arrays) if not k.endswith("num_batches_tracked")}
     extra = set(arrays) - set(base.arrays)
-    sample_refuses = whole or any(k.startswith("G.") for k in missing | extra)
-    train_refuses = sample_refuses or any(k.startswith("D.") for k in missing | extra)
+    # minigan.sample reads the averaged G when any of its keys is left, else G.
+    sampled = "G_ema." if any(k.startswith("G_ema.") for k in arrays) else "G."
+    sample_refuses = whole or any(k.startswith(sampled) for k in missing | extra)
+    train_refuses = whole or any(k.startswith(("G.", "D.")) for k in missing | extra)
+    train_refuses |= any(k.startswith("G_ema.") for k in extra)  # a full set, or none at all
+    train_refuses |= sampled == "G_ema." and any(k.startswith("G_ema.") for k in missing)
     train_refuses |= any(k == "fixed_noise" or k.endswith(".steps") for k in missing)
     return sample_refuses, train_refuses
 

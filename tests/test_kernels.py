@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigan import backend
-from minigan.backend import NumpyBackend
+from minigan.backend_numpy import NumpyBackend
 
 FAST = backend_params([name for name in backend.names() if name != "numpy"])
 REFERENCE = NumpyBackend()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import minigan
 from minigan import backend, init, nn, optim
+from minigan.models.dcgan import dcgan_init
 
 
 def _host(a):
@@ -161,7 +162,7 @@ def test_dcgan_initialisation(backend_name):
     model = nn.Sequential(
         nn.ConvTranspose2d(100, 64, 4, bias=False), nn.BatchNorm2d(64), nn.Conv2d(64, 64, 4)
     )
-    init.dcgan_init(model)
+    dcgan_init(model)
     w = _host(model[0].weight.data)
     assert abs(w.mean()) < 1e-3 and abs(w.std() - 0.02) < 1e-3
     assert (
@@ -171,6 +172,11 @@ def test_dcgan_initialisation(backend_name):
     assert np.all(_host(model[1].bias.data) == 0)
     assert abs(_host(model[2].weight.data).std() - 0.02) < 1e-3
     assert model[0].weight.data.dtype == np.float32
+
+
+def test_dcgan_init_still_answers_at_its_old_address_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="minigan.models.dcgan.dcgan_init"):
+        assert init.dcgan_init is dcgan_init
 
 
 @pytest.mark.parametrize("optimizer", [optim.Adam, lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])

@@ -6,7 +6,7 @@ The paper's guidelines, as the PyTorch DCGAN example implements them:
   - ReLU in G with a Tanh output (images live in [-1, 1]); LeakyReLU(0.2) in D;
   - no hidden fully connected layers; conv layers without bias (batch norm's
     shift makes a bias redundant);
-  - weights from N(0, 0.02) (``init.dcgan_init``).
+  - weights from N(0, 0.02) (``dcgan_init``, here with the models it belongs to).
 D returns *logits*: sigmoid + binary cross-entropy is computed together, stably,
 by ``nn.BCEWithLogitsLoss``.
 
@@ -24,6 +24,21 @@ import numpy as np
 from .. import init, nn
 
 SUPPORTED_SIZES = (16, 28, 32, 64, 128)
+
+
+def dcgan_init(model):
+    """The DCGAN initialisation over every sub-layer of ``model``, in place, from the
+    backend's random stream: "All weights were initialized from a zero-centered Normal
+    distribution with standard deviation 0.02" (conv and conv-transpose weights); batch
+    norm scales from N(1, 0.02) and shifts 0, as in the PyTorch DCGAN example's
+    ``weights_init``. Returns ``model``."""
+    for layer in model.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            init.normal_(layer.weight, 0.0, 0.02)
+        elif isinstance(layer, nn.BatchNorm):
+            init.normal_(layer.weight, 1.0, 0.02)
+            init.zeros_(layer.bias)
+    return model
 
 
 def _doublings(image_size):
@@ -82,7 +97,7 @@ class Generator(_Stack):
                 width //= 2
             layers.append(nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False, dtype=dtype))
         self.main = nn.Sequential(*layers, nn.Tanh())
-        init.dcgan_init(self)
+        dcgan_init(self)
 
     def extra_repr(self):
         return (
@@ -114,7 +129,7 @@ class Discriminator(_Stack):
                 width *= 2
             layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False, dtype=dtype))  # 1x1
         self.main = nn.Sequential(*layers, nn.Flatten())
-        init.dcgan_init(self)
+        dcgan_init(self)
 
     def extra_repr(self):
         return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"

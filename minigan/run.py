@@ -1,0 +1,279 @@
+"""One training run: the models, the data, the run folder and the loop around the step.
+
+``Run`` is everything around ``gan.GANTrainer`` that a person wants to look at and
+keep: a progress bar, ``metrics.csv``, sample grids of G on one fixed noise batch (G
+in eval mode, so the grids show the running batch-norm statistics, as at sampling
+time; the averaged G when there is one), ``progress.gif``, ``losses.png``, the
+quality score over time (``quality.png``) and checkpoints that resume exactly.
+The command line that builds it is ``train.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__, backend, checkpoint, data, images
+from .gan import CollapseWatch, GANTrainer
+from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+
+FIXED_NOISE = 64  # samples in every grid
+METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
+SCORES = ("fd", "fd_raw")  # the quality score of the sampled G and, with an average, of raw G
+SCORE_STEPS = 200  # by default, score every epoch, or every few epochs of fewer steps
+SCORE_SAMPLES = 10_000  # as many as `python -m minigan.score` draws: the same number
+
+# The signals that stop a run the way Ctrl-C does: finish the step, save, say how to
+# resume. SIGTERM is what `kill`, `timeout`, container stops and schedulers send;
+# SIGHUP, a closed terminal. Exit status 128 + the signal's number, as a shell reports.
+STOP_SIGNALS = [signal.SIGINT, signal.SIGTERM] + (
+    [signal.SIGHUP] if hasattr(signal, "SIGHUP") else []
+)
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message says what to do instead."""
+
+
+class Diverged(Exception):
+    pass
+
+
+class Run:
+    """One training run: the models, the data, the run folder and the loop."""
+
+    def __init__(self, config, arrays=None, meta=None):
+        self.config = c = config
+        self.images = data.load(c["dataset"], c["data_dir"], c["image_size"])
+        n, channels, size = len(self.images), self.images.shape[1], self.images.shape[-1]
+        if size not in SUPPORTED_SIZES:
+            raise UsageError(
+                f"{c['dataset']} images are {size}x{size}; pass --image-size, one of "
+                f"{', '.join(map(str, SUPPORTED_SIZES))}"
+            )
+        c["image_size"] = size
+        c["ngf"] = c["ngf"] or (32 if size == 28 else 64)
+        c["ndf"] = c["ndf"] or (32 if size == 28 else 64)
+        if n < 2:
+            raise UsageError(f"{c['dataset']}: found {n} image; training needs at least 2")
+        if c["batch_size"] > n:
+            print(f"note: only {n} images; using --batch-size {n}", file=sys.stderr)
+            c["batch_size"] = n
+        self.steps_per_epoch = n // c["batch_size"]
+        self.score_every = self._score_every()
+
+        bk = backend.current()
+        bk.seed(c["seed"])
+        self.G = Generator(c["nz"], c["ngf"], channels, size)
+        self.D = Discriminator(c["ndf"], channels, size)
+        self.trainer = GANTrainer(self.G, self.D, c["lr"], c["beta1"], c["nz"],
+                                  c["label_smoothing"], c["ema_decay"] or None)  # fmt: skip
+        noise = np.random.default_rng([c["seed"], 1]).standard_normal((FIXED_NOISE, c["nz"], 1, 1))
+        self.fixed_noise = noise.astype(np.float32)
+        self.step = 0
+        if arrays is not None:
+            try:
+                self.trainer.load_state_dict(arrays)
+                self.fixed_noise = arrays["fixed_noise"]
+                if self.fixed_noise.dtype != np.float32 or self.fixed_noise.shape[1:] != (
+                    c["nz"], 1, 1,
+                ) or len(self.fixed_noise) < 1:  # fmt: skip
+                    raise ValueError(
+                        f"fixed_noise is {self.fixed_noise.dtype} {self.fixed_noise.shape}, "
+                        f"expected float32 (n, {c['nz']}, 1, 1)"
+                    )
+                self.step = meta["step"]
+                bk.set_rng_state(meta["rng_state"])
+            except (KeyError, ValueError, TypeError) as e:
+                raise checkpoint.CheckpointError(
+                    f"{meta['path']}: damaged checkpoint ({e})"
+                ) from None
+
+        self.out = Path(c["out"])
+        self.samples = self.out / "samples"
+        self.checkpoints = self.out / "checkpoints"
+        self.samples.mkdir(parents=True, exist_ok=True)
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.out / "metrics.csv"
+        self._keep_metrics_up_to(self.step)
+        self.interrupted = None  # the name of the signal that asked the run to stop
+        self.collapse = CollapseWatch()
+
+    # ---- what the run leaves behind --------------------------------------------------------
+    def save_checkpoint(self, path) -> Path:
+        arrays = {**self.trainer.state_dict(), "fixed_noise": self.fixed_noise}
+        meta = dict(
+            format="minigan-dcgan",
+            minigan_version=__version__,
+            config=self.config,
+            step=self.step,
+            epoch=self.step / self.steps_per_epoch,
+            backend=backend.current().name,
+            rng_state=backend.current().get_rng_state(),
+            channels=int(self.images.shape[1]),
+            image_size=int(self.images.shape[-1]),
+        )
+        return checkpoint.save(path, arrays, meta)
+
+    def sample_grid(self, name, raw=False) -> Path:
+        G = self.trainer.generator(raw).eval()
+        fake = G(backend.current().from_numpy(self.fixed_noise))
+        self.G.train()
+        grid = images.make_grid(backend.current().to_numpy(fake), nrow=8)
+        scale = 2 if self.config["image_size"] <= 32 else 1
+        return images.save_png(self.samples / name, grid, scale=scale)
+
+    def _score_every(self) -> int:
+        """Epochs between quality scores: --score-every, or by default (None) every
+        epoch of at least SCORE_STEPS steps where the dataset has a judge, 0 (never)
+        where it has none."""
+        from . import score
+
+        every = self.config["score_every"]
+        if every is None:
+            if self.config["dataset"] not in score.JUDGES or self.config["image_size"] != 28:
+                return 0
+            return math.ceil(SCORE_STEPS / self.steps_per_epoch)
+        if every and (
+            self.config["dataset"] not in score.JUDGES or self.config["image_size"] != 28
+        ):
+            raise UsageError(
+                "--score-every: the quality score has judges for 28x28 "
+                f"{', '.join(score.JUDGES)} only; pass --score-every 0"
+            )
+        return every
+
+    def scores(self) -> dict:
+        """The quality score (Frechet distance in the judge's features, minigan.score)
+        of the generator the grids show and, with an average, of the raw G."""
+        from . import sample, score
+
+        result = {}
+        for key, raw in (("fd", False), ("fd_raw", True)):
+            if raw and self.trainer.G_ema is None:
+                continue
+            fake = sample.generate(self.trainer.generator(raw).eval(), SCORE_SAMPLES, seed=0)
+            self.G.train()
+            result[key] = score.evaluate(fake, self.config["dataset"])["fd"]
+        return result
+
+    def _keep_metrics_up_to(self, step):
+        """Start metrics.csv, or (resuming) drop rows after the checkpoint's step."""
+        header = ["step", "epoch", *METRICS, "seconds", *SCORES]
+        rows = []
+        if step and self.metrics_path.exists():
+            with open(self.metrics_path, newline="") as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
+            rows = [(r + [""] * len(header))[: len(header)] for r in rows]  # older, narrower
+        with open(self.metrics_path, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+
+    def log(self, metrics, seconds, scores):
+        row = [self.step, f"{self.step / self.steps_per_epoch:.4f}"]
+        row += [f"{metrics[k]:.6g}" for k in METRICS] + [f"{seconds:.4f}"]
+        row += [f"{scores[k]:.6g}" if k in scores else "" for k in SCORES]
+        with open(self.metrics_path, "a", newline="") as f:
+            csv.writer(f).writerow(row)
+
+    def plot_metrics(self):
+        images.plot_losses(self.metrics_path, self.out / "losses.png")
+        if self.score_every:
+            images.plot_quality(self.metrics_path, self.out / "quality.png")
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def train(self) -> str:
+        """Train to the last epoch or --max-steps (counted over the whole run) or a stop
+        signal; returns which of "done", "max-steps", "interrupted", "collapsed" stopped it."""
+        from tqdm import tqdm
+
+        c, per_epoch = self.config, self.steps_per_epoch
+        total = c["epochs"] * per_epoch
+        end = min(total, c["max_steps"] or total)
+        saved_at = time.monotonic()
+        while self.step < end and not self.interrupted:
+            epoch, start = divmod(self.step, per_epoch)
+            bar = tqdm(
+                total=per_epoch,
+                initial=start,
+                desc=f"epoch {epoch + 1}/{c['epochs']}",
+                unit="step",
+                dynamic_ncols=True,
+            )
+            batches = data.batches(self.images, c["batch_size"], c["seed"], epoch, start, raw=True)
+            for real in batches:  # uint8: scaled to [-1, 1] on the backend
+                began = time.perf_counter()
+                m = self.trainer.step(real)
+                if not all(math.isfinite(v) for v in m.values()):
+                    bar.close()
+                    raise Diverged(self.step + 1, m)
+                self.step += 1
+                seconds = time.perf_counter() - began
+                epochs_done, within = divmod(self.step, per_epoch)
+                scored = self.score_every and not within and epochs_done % self.score_every == 0
+                self.log(m, seconds, self.scores() if scored else {})
+                bar.set_postfix(
+                    {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",
+                     "D(x)": f"{m['d_real']:.2f}", "D(G(z))": f"{m['d_fake']:.2f}"},
+                    refresh=False,
+                )  # fmt: skip
+                bar.update()
+                if self.collapse.update(self.step, m):
+                    bar.write(f"warning: {self.collapse.message}", file=sys.stderr)
+                    if c["stop_on_collapse"]:
+                        self.interrupted = "collapse"
+                minutes = c["checkpoint_minutes"]
+                if minutes and time.monotonic() - saved_at >= 60 * minutes:
+                    self.save_checkpoint(self.checkpoints / "last.npz")  # mid-epoch
+                    saved_at = time.monotonic()
+                if self.step >= end or self.interrupted:
+                    break
+            bar.close()
+            if self.step % per_epoch == 0:
+                self.end_of_epoch(self.step // per_epoch)
+                saved_at = time.monotonic()
+        if self.interrupted:
+            return "collapsed" if self.interrupted == "collapse" else "interrupted"
+        return "done" if self.step >= total else "max-steps"
+
+    def end_of_epoch(self, epoch):
+        c = self.config
+        if c["sample_every"] and epoch % c["sample_every"] == 0:
+            self.sample_grid(f"epoch_{epoch:03d}.png")
+        self.save_checkpoint(self.checkpoints / "last.npz")
+        if c["checkpoint_every"] and epoch % c["checkpoint_every"] == 0:
+            self.save_checkpoint(self.checkpoints / f"epoch_{epoch:03d}.npz")
+        self.plot_metrics()
+
+    def finish(self) -> list[Path]:
+        """The final grid (and the raw G's, with an average), last.npz, progress.gif and
+        the plots: every run ends with these."""
+        final = self.sample_grid("final.png")
+        raw = [self.sample_grid("final_raw.png", raw=True)] if self.trainer.G_ema else []
+        last = self.save_checkpoint(self.checkpoints / "last.npz")
+        frames = sorted(self.samples.glob("epoch_*.png")) + [final]
+        gif = images.save_gif(self.out / "progress.gif", frames)
+        self.plot_metrics()
+        plots = [p for p in (self.out / "losses.png", self.out / "quality.png") if p.exists()]
+        return [final, last, gif, *raw, *plots, self.metrics_path]
+
+
+@contextlib.contextmanager
+def stop_signals_ask(run):
+    """While training, SIGINT, SIGTERM and SIGHUP ask ``run`` to stop after its step
+    (``Run.train`` then saves); the previous handlers come back afterwards."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda number, _: setattr(run, "interrupted", number))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
