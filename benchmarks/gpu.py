@@ -8,7 +8,7 @@ one Adam step (lr 2e-4, betas (0.5, 0.999)), then G through the updated D with D
 weights frozen, one Adam step; the same architecture, batch, initialisation (DCGAN's
 N(0, 0.02), and as minigan draws its random numbers on the host, the very same
 weights) and algorithm for both. PyTorch runs ``torch.nn`` copies of minigan's layers
-(run.py's ``torch_twin``) with cuDNN in benchmark mode. In both, the real batch
+(``minigan.torch_twin``) with cuDNN in benchmark mode. In both, the real batch
 already lies on the GPU, and the step ends by reading its losses back as Python
 floats: the step's one synchronisation. PyTorch draws the noise on the GPU; minigan
 draws it on the host and copies it over, as its trainer does.
@@ -53,13 +53,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-# run.py first: it puts minigan on the path and imports it before NumPy (as it must be).
+# run.py first: it puts minigan on the path and chooses the BLAS kernels before NumPy loads.
 from run import CONFIGS as CPU_CONFIGS  # noqa: E402
-from run import torch_twin  # noqa: E402
 
 from minigan import backend  # noqa: E402
+from minigan.gan import GANTrainer  # noqa: E402
 from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
-from minigan.train import GANTrainer  # noqa: E402
 
 import numpy as np  # noqa: E402  # isort: skip
 
@@ -220,45 +219,17 @@ class TorchCase:
     def __init__(self, size, channels, width, batch):
         import torch
 
+        from minigan.torch_twin import TorchGANStep, to_torch
+
         self.torch, cuda = torch, torch.device("cuda")
         backend.use("numpy", seed=0)
         G, D = Generator(NZ, width, channels, size), Discriminator(width, channels, size)
-        self.G, self.D = torch_twin(G.main).to(cuda), torch_twin(D.main).to(cuda)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-        self.bce = torch.nn.BCEWithLogitsLoss()
+        self.gan = TorchGANStep(to_torch(G.main, device=cuda), to_torch(D.main, device=cuda), nz=NZ)
         self.real = torch.from_numpy(real_batch(batch, channels, size)).to(cuda)
-        self.ones = torch.ones(batch, 1, device=cuda)
-        self.zeros = torch.zeros(batch, 1, device=cuda)
         torch.cuda.reset_peak_memory_stats()
 
     def step(self):
-        torch, G, D, bce = self.torch, self.G, self.D, self.bce
-        self.opt_d.zero_grad()
-        logits_real = D(self.real)
-        loss_real = bce(logits_real, self.ones)
-        loss_real.backward()
-        fake = G(torch.randn(len(self.real), NZ, 1, 1, device=self.real.device))
-        logits_fake = D(fake.detach())
-        loss_fake = bce(logits_fake, self.zeros)
-        loss_fake.backward()
-        self.opt_d.step()
-        self.opt_g.zero_grad()
-        D.requires_grad_(False)  # as minigan's trainer: D's weight gradients are not needed
-        loss_g = bce(D(fake), self.ones)
-        loss_g.backward()
-        D.requires_grad_(True)
-        self.opt_g.step()
-        with torch.no_grad():  # what minigan's step returns, in one transfer
-            values = torch.stack(
-                [
-                    loss_real + loss_fake,
-                    loss_g,
-                    torch.sigmoid(logits_real).mean(),
-                    torch.sigmoid(logits_fake).mean(),
-                ]
-            )
-        return dict(zip(METRICS, values.tolist()))
+        return self.gan.step(self.real)  # the same four numbers, in one transfer
 
     def synchronize(self):
         self.torch.cuda.synchronize()
@@ -291,7 +262,7 @@ class TorchCase:
         }
 
     def close(self):
-        del self.G, self.D, self.opt_g, self.opt_d, self.real
+        del self.gan, self.real
         gc.collect()
         self.torch.cuda.empty_cache()
 

@@ -27,11 +27,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-# minigan before NumPy, as in `python -m minigan.train`: importing it picks OpenBLAS's
-# kernels for this CPU (minigan/cpu.py), which only works before NumPy loads.
+# As `python -m minigan.train` does: OpenBLAS's kernels for this CPU (minigan/cpu.py),
+# chosen before NumPy loads, which is the only time they can be.
+from minigan import cpu  # noqa: E402
+
+cpu.choose_openblas_kernels()
+
 from minigan import backend, nn  # noqa: E402
+from minigan.gan import GANTrainer  # noqa: E402
 from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
-from minigan.train import GANTrainer  # noqa: E402
 
 import numpy as np  # noqa: E402  # isort: skip
 
@@ -78,30 +82,6 @@ def frameworks():
 # ---- one training step per framework ----
 
 
-def torch_twin(module):
-    """torch.nn copies of minigan's Sequential of layers, with the same weights."""
-    import torch
-
-    tn = torch.nn
-    layers = []
-    for layer in module:
-        kind = type(layer).__name__
-        if kind == "Conv2d":
-            twin = tn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                             layer.stride, layer.padding, bias=False)  # fmt: skip
-        elif kind == "ConvTranspose2d":
-            twin = tn.ConvTranspose2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                                      layer.stride, layer.padding, bias=False)  # fmt: skip
-        elif kind == "BatchNorm2d":
-            twin = tn.BatchNorm2d(layer.num_features)
-        else:
-            twin = {"ReLU": tn.ReLU, "Tanh": tn.Tanh, "Flatten": tn.Flatten}.get(kind)
-            twin = twin() if twin else tn.LeakyReLU(layer.negative_slope)
-        twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-        layers.append(twin)
-    return tn.Sequential(*layers)
-
-
 def make_step(framework, size, channels, width, batch):
     """A function that runs one training step of ``framework`` on a fixed real batch."""
     backend.use("numpy" if framework == "torch" else framework.split("-")[1], seed=0)
@@ -118,23 +98,13 @@ def make_step(framework, size, channels, width, batch):
         return step
     import torch
 
-    G_t, D_t = torch_twin(G.main), torch_twin(D.main)
-    opt_g = torch.optim.Adam(G_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = torch.nn.BCEWithLogitsLoss()
-    real_t, ones, zeros = torch.from_numpy(real), torch.ones(batch, 1), torch.zeros(batch, 1)
+    from minigan.torch_twin import TorchGANStep, to_torch
+
+    torch_step = TorchGANStep(to_torch(G.main), to_torch(D.main))
+    real_t = torch.from_numpy(real)
 
     def step():
-        opt_d.zero_grad()
-        bce(D_t(real_t), ones).backward()
-        fake = G_t(torch.randn(batch, 100, 1, 1))
-        bce(D_t(fake.detach()), zeros).backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        D_t.requires_grad_(False)  # as minigan's trainer: D's weight gradients are not needed
-        bce(D_t(fake), ones).backward()
-        D_t.requires_grad_(True)
-        opt_g.step()
+        torch_step.step(real_t)
 
     return step
 
@@ -223,7 +193,9 @@ def layer_pair(framework, make, shape):
     if framework == "torch":
         import torch
 
-        twin = torch_twin([layer])
+        from minigan.torch_twin import to_torch
+
+        twin = to_torch(layer)
         x_t = torch.from_numpy(x).requires_grad_(True)
         state = {}
 

@@ -19,49 +19,13 @@ torch = pytest.importorskip(
     "torch", reason="PyTorch is the oracle here: pip install -e '.[compare]'"
 )
 
+from minigan import torch_twin  # noqa: E402  (needs torch, checked above)
+
 TOLERANCES = {np.float64: dict(rtol=1e-9, atol=1e-11), np.float32: dict(rtol=2e-4, atol=2e-5)}
 
 
 def to_torch(layer, dtype=torch.float64):
-    """The torch.nn twin of a minigan layer, with the same weights and buffers."""
-    tn = torch.nn
-    kind = type(layer).__name__
-    if kind == "Sequential":
-        return tn.Sequential(*(to_torch(child, dtype) for child in layer))
-    if kind == "Reshape":
-        return tn.Sequential(tn.Flatten(), tn.Unflatten(1, layer.shape))
-    make = {
-        "Conv2d": lambda m: tn.Conv2d(
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            bias=m.bias is not None,
-        ),
-        "ConvTranspose2d": lambda m: tn.ConvTranspose2d(
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.output_padding,
-            bias=m.bias is not None,
-        ),  # fmt: skip
-        "Linear": lambda m: tn.Linear(m.in_features, m.out_features, bias=m.bias is not None),
-        "BatchNorm2d": lambda m: tn.BatchNorm2d(m.num_features, m.eps, m.momentum),
-        "BatchNorm1d": lambda m: tn.BatchNorm1d(m.num_features, m.eps, m.momentum),
-        "LeakyReLU": lambda m: tn.LeakyReLU(m.negative_slope),
-        "ReLU": lambda m: tn.ReLU(),
-        "Tanh": lambda m: tn.Tanh(),
-        "Sigmoid": lambda m: tn.Sigmoid(),
-        "Dropout": lambda m: tn.Dropout(m.p),
-        "Flatten": lambda m: tn.Flatten(),
-        "Upsample": lambda m: tn.Upsample(scale_factor=m.scale_factor, mode="nearest"),
-    }[kind]
-    twin = make(layer).to(dtype)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
-    return twin.train(layer.training)
+    return torch_twin.to_torch(layer, dtype)
 
 
 def _torch_dtype(dtype):
@@ -178,37 +142,24 @@ def test_gan_training_step_matches_torch(backend_name):
     """Three whole GANTrainer steps (D on real and fake, then G through the updated D)
     against the same algorithm written in PyTorch, from the same weights and noise."""
     from minigan import data
+    from minigan.gan import GANTrainer
     from minigan.models.dcgan import Discriminator, Generator
-    from minigan.train import GANTrainer
 
     bk = backend.current()
     bk.seed(0)
     G, D = Generator(16, 8, 1, 28, dtype=np.float64), Discriminator(8, 1, 28, dtype=np.float64)
     trainer = GANTrainer(G, D, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)
     G_t, D_t = to_torch(G.main), to_torch(D.main)
-    opt_g = torch.optim.Adam(G_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D_t.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    bce = torch.nn.BCEWithLogitsLoss()
+    theirs_step = torch_twin.TorchGANStep(G_t, D_t, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)
     real = data.to_float(data.load_bundled()[:32]).astype(np.float64)
     for _ in range(3):
         state = bk.get_rng_state()
         z = torch.from_numpy(bk.to_numpy(bk.randn((32, 16, 1, 1), dtype=np.float64)))
         bk.set_rng_state(state)  # the trainer draws the same z
         ours = trainer.step(real)
-
-        opt_d.zero_grad()
-        loss_real = bce(D_t(torch.from_numpy(real)), torch.full((32, 1), 0.9, dtype=torch.float64))
-        loss_real.backward()
-        fake = G_t(z)
-        loss_fake = bce(D_t(fake.detach()), torch.zeros(32, 1, dtype=torch.float64))
-        loss_fake.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        loss_g = bce(D_t(fake), torch.ones(32, 1, dtype=torch.float64))
-        loss_g.backward()
-        opt_g.step()
-        np.testing.assert_allclose(ours["loss_d"], (loss_real + loss_fake).item(), rtol=1e-10)
-        np.testing.assert_allclose(ours["loss_g"], loss_g.item(), rtol=1e-10)
+        theirs = theirs_step.step(torch.from_numpy(real), z)
+        for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-10, err_msg=key)
     for ours, theirs in ((G, G_t), (D, D_t)):
         theirs_state = theirs.state_dict()
         for key, value in ours.state_dict().items():
