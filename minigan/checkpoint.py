@@ -32,17 +32,23 @@ class CheckpointError(Exception):
 
 def save(path, arrays: dict, meta: dict) -> Path:
     """Write ``arrays`` (name -> NumPy array) and ``meta`` (JSON-serialisable) to path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {name: np.asarray(a) for name, a in arrays.items()}
     payload[META_KEY] = np.array(json.dumps(meta))  # a unicode string, not an object
+    return atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(f)`` on a temporary file in ``path``'s folder, flush it to disk, then
+    rename it over ``path``: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make it unlike every other file
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -24,18 +24,16 @@ state dict that does not fit fails in one line naming the layer and both shapes.
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
-import re
 import reprlib
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, checkpoint
-from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+from .models import dcgan
+from .models.dcgan import Discriminator, Generator
 
 WEIGHTS_FORMAT = "minigan-weights"  # a checkpoint.save file of G.* (and D.*) arrays only
 TORCH_SUFFIXES = (".pt", ".pth")
@@ -62,129 +60,6 @@ def generator_prefix(arrays, raw=False) -> str:
 def strip_prefix(arrays, prefix) -> dict:
     """The arrays whose key starts with ``prefix``, under the rest of their key."""
     return {key[len(prefix) :]: a for key, a in arrays.items() if key.startswith(prefix)}
-
-
-# ---- the architecture, read from the weight shapes -----------------------------------------
-
-
-def _conv_shapes(state) -> list[tuple[str, tuple]]:
-    """(key, shape) of every 4-D ``main.<i>.weight``, in layer order."""
-    found = []
-    for key, value in state.items():
-        match = re.fullmatch(r"main\.(\d+)\.weight", key)
-        if match and np.ndim(value) == 4:
-            found.append((int(match.group(1)), key, np.shape(value)))
-    return [(key, shape) for _, key, shape in sorted(found)]
-
-
-def _first_conv(state, source, model) -> tuple:
-    weight = state.get("main.0.weight")
-    if weight is None:
-        keys = ", ".join(list(state)[:4]) or "none"
-        raise WeightsError(
-            f"{source}: not a DCGAN {model} state dict: it has no main.0.weight "
-            f"(its first keys: {keys})"
-        )
-    if np.ndim(weight) != 4 or np.shape(weight)[2] != np.shape(weight)[3]:
-        raise WeightsError(
-            f"{source}: main.0.weight has shape {np.shape(weight)}; a DCGAN {model} starts "
-            f"with a square 4-D convolution weight"
-        )
-    return np.shape(weight)
-
-
-def _size_from_layers(count, source, model) -> int:
-    """image_size = 4 * 2^(count - 1) for count convolutions of kernel 4."""
-    size = 4 * 2 ** (count - 1)
-    if size not in SUPPORTED_SIZES:
-        raise WeightsError(
-            f"{source}: {count} convolution layers make a {model} for {size}x{size} images; "
-            f"minigan's are {', '.join(map(str, SUPPORTED_SIZES))} pixels"
-        )
-    return size
-
-
-def _base_width(width, parts, shape, source, model) -> int:
-    if width % parts or width < parts:
-        raise WeightsError(
-            f"{source}: main.0.weight has shape {shape}: {width} channels are not "
-            f"{parts} x a base width, as a DCGAN {model} of this depth needs"
-        )
-    return width // parts
-
-
-def _check_chain(convs, expected, source, model) -> None:
-    """Every convolution weight's shape against the DCGAN's chain of widths, before a
-    model is built (so a few small arrays cannot make minigan allocate a huge one)."""
-    if len(convs) != len(expected):
-        raise WeightsError(
-            f"{source}: {len(convs)} convolution weights; a DCGAN {model} whose main.0.weight "
-            f"is {convs[0][1]} has {len(expected)}"
-        )
-    for (key, shape), want in zip(convs, expected):
-        if min(shape) < 1 or shape != want:
-            raise WeightsError(
-                f"{source}: {key} has shape {shape}; a DCGAN {model} whose main.0.weight is "
-                f"{convs[0][1]} has {want} there"
-            )
-
-
-def generator_config(state, source="state dict") -> dict:
-    """nz, ngf, channels, image_size of the minigan Generator these weights imply.
-
-    ConvTranspose2d weights are (in, out, k, k). The first layer projects z to
-    ngf * 2^(L-1) channels at 4x4 (kernel 4) and each of the L - 1 layers after it
-    halves the channels and doubles the size, up to (ngf, channels) at 4 * 2^L pixels;
-    the 28x28 layout starts at 7x7 with a kernel-7 layer to 4 * ngf channels.
-    """
-    nz, width, kernel, _ = first = _first_conv(state, source, "generator")
-    convs = _conv_shapes(state)
-    channels = convs[-1][1][1]
-    if kernel == 7:
-        size, ngf = 28, _base_width(width, 4, first, source, "generator")
-        widths = [4 * ngf, 2 * ngf]
-    elif kernel == 4:
-        size = _size_from_layers(len(convs), source, "generator")
-        ngf = _base_width(width, 2 ** (len(convs) - 2), first, source, "generator")
-        widths = [width // 2**i for i in range(len(convs) - 1)]
-    else:
-        raise WeightsError(
-            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN generator's "
-            f"first layer has 4x4 (7x7 for 28x28 images)"
-        )
-    chain = [nz, *widths, channels]
-    expected = [(cin, cout, 4, 4) for cin, cout in zip(chain, chain[1:])]
-    expected[0] = (nz, width, kernel, kernel)
-    _check_chain(convs, expected, source, "generator")
-    return dict(nz=nz, ngf=ngf, channels=channels, image_size=size)
-
-
-def discriminator_config(state, source="state dict") -> dict:
-    """ndf, channels, image_size of the minigan Discriminator these weights imply.
-
-    Conv2d weights are (out, in, k, k): the first layer takes the image's channels to
-    ndf (2 * ndf at 28x28) and each later one doubles them, down to a 1-channel
-    logit with a 4x4 kernel (7x7 at 28x28).
-    """
-    width, channels, kernel, _ = first = _first_conv(state, source, "discriminator")
-    convs = _conv_shapes(state)
-    last_kernel = convs[-1][1][-1]
-    if kernel != 4:
-        raise WeightsError(
-            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN "
-            f"discriminator's first layer has 4x4"
-        )
-    if last_kernel == 7:
-        size, ndf = 28, _base_width(width, 2, first, source, "discriminator")
-        widths = [2 * ndf, 4 * ndf]
-    else:
-        size, ndf = _size_from_layers(len(convs), source, "discriminator"), width
-        widths = [width * 2**i for i in range(len(convs) - 1)]
-    chain = [channels, *widths, 1]
-    expected = [(cout, cin, 4, 4) for cin, cout in zip(chain, chain[1:])]
-    expected[-1] = (1, widths[-1], last_kernel, last_kernel)
-    _check_chain(convs, expected, source, "discriminator")
-    return dict(ndf=ndf, channels=channels, image_size=size)
 
 
 def load_checked(model, state, source="state dict"):
@@ -230,13 +105,13 @@ def load_checked(model, state, source="state dict"):
 def generator_from_state_dict(state, source="state dict") -> Generator:
     """A minigan Generator (eval mode, current backend) holding a DCGAN generator's
     state dict: its architecture read from the shapes, every key and shape checked."""
-    return build(Generator, generator_config(state, source), state, source)
+    return build(Generator, _config(dcgan.generator_config, state, source), state, source)
 
 
 def discriminator_from_state_dict(state, source="state dict") -> Discriminator:
     """A minigan Discriminator (eval mode) holding a DCGAN discriminator's state dict.
     It returns logits: the pytorch/examples D ends with a Sigmoid, which has no weights."""
-    return build(Discriminator, discriminator_config(state, source), state, source)
+    return build(Discriminator, _config(dcgan.discriminator_config, state, source), state, source)
 
 
 def build(model_class, config, state, source="state dict"):
@@ -359,22 +234,7 @@ def save_safetensors(path, state, metadata) -> Path:
 
     # (np.require, not np.ascontiguousarray, which turns num_batches_tracked's () into (1,))
     blob = save({key: np.require(a, requirements="C") for key, a in state.items()}, metadata)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return checkpoint.atomic_write(path, lambda f: f.write(blob))
 
 
 def models_from_checkpoint(arrays, meta, path, raw=False, discriminator=False):
@@ -388,17 +248,25 @@ def models_from_checkpoint(arrays, meta, path, raw=False, discriminator=False):
     g_state = strip_prefix(arrays, prefix)
     if prefix == "G_ema.":
         g_state.pop("updates", None)  # how many steps the average has seen: not a weight
-    G = _from_checkpoint(Generator, generator_config, g_state, meta, path)
+    G = _from_checkpoint(Generator, dcgan.generator_config, g_state, meta, path)
     D = None
     if discriminator:
         if not (d_state := strip_prefix(arrays, "D.")):
             raise WeightsError(f"{path}: holds no discriminator (no D.* weights)")
-        D = _from_checkpoint(Discriminator, discriminator_config, d_state, meta, path)
+        D = _from_checkpoint(Discriminator, dcgan.discriminator_config, d_state, meta, path)
     return G, D, prefix
 
 
+def _config(read_config, state, source) -> dict:
+    """A model's settings from its weight shapes (``models.dcgan``), or a WeightsError."""
+    try:
+        return read_config(state, source)
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
+
+
 def _from_checkpoint(model, read_config, state, meta, path):
-    config = read_config(state, path)
+    config = _config(read_config, state, path)
     recorded = meta.get("config", {}) if meta.get("format") == "minigan-dcgan" else meta
     recorded = {**recorded, "channels": meta.get("channels"), "image_size": meta.get("image_size")}
     for key, value in config.items():
@@ -439,7 +307,7 @@ def import_pytorch(generator_path, out, discriminator_path=None) -> tuple[Genera
         G = generator_from_state_dict(g_state, generator_path)
     except WeightsError as e:  # a discriminator passed as the generator is an easy slip
         try:
-            load_checked(Discriminator(**discriminator_config(g_state)), g_state)
+            load_checked(Discriminator(**dcgan.discriminator_config(g_state)), g_state)
         except (WeightsError, ValueError):
             raise e from None
         raise WeightsError(

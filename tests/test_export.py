@@ -221,7 +221,7 @@ def test_export_writes_atomically(run, tmp_path, capsys, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # cut off between writing and renaming
 
-    monkeypatch.setattr(export.os, "replace", crash)
+    monkeypatch.setattr(checkpoint.os, "replace", crash)  # the one atomic writer
     with pytest.raises(KeyboardInterrupt):
         export.main(["--checkpoint", str(run), "--out", str(path), "--raw"])
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]

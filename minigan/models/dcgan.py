@@ -19,6 +19,8 @@ sit in ``.main``, giving the same ``main.0.weight`` state-dict keys):
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import init, nn
@@ -168,3 +170,126 @@ def summary(model, input_shape, file=None) -> str:
     table = "\n".join(text)
     print(table, file=file)
     return table
+
+
+# ---- the settings a state dict implies, read back from its weight shapes --------------------
+
+
+def _conv_shapes(state) -> list[tuple[str, tuple]]:
+    """(key, shape) of every 4-D ``main.<i>.weight``, in layer order."""
+    found = []
+    for key, value in state.items():
+        match = re.fullmatch(r"main\.(\d+)\.weight", key)
+        if match and np.ndim(value) == 4:
+            found.append((int(match.group(1)), key, np.shape(value)))
+    return [(key, shape) for _, key, shape in sorted(found)]
+
+
+def _first_conv(state, source, model) -> tuple:
+    weight = state.get("main.0.weight")
+    if weight is None:
+        keys = ", ".join(list(state)[:4]) or "none"
+        raise ValueError(
+            f"{source}: not a DCGAN {model} state dict: it has no main.0.weight "
+            f"(its first keys: {keys})"
+        )
+    if np.ndim(weight) != 4 or np.shape(weight)[2] != np.shape(weight)[3]:
+        raise ValueError(
+            f"{source}: main.0.weight has shape {np.shape(weight)}; a DCGAN {model} starts "
+            f"with a square 4-D convolution weight"
+        )
+    return np.shape(weight)
+
+
+def _size_from_layers(count, source, model) -> int:
+    """image_size = 4 * 2^(count - 1) for count convolutions of kernel 4."""
+    size = 4 * 2 ** (count - 1)
+    if size not in SUPPORTED_SIZES:
+        raise ValueError(
+            f"{source}: {count} convolution layers make a {model} for {size}x{size} images; "
+            f"minigan's are {', '.join(map(str, SUPPORTED_SIZES))} pixels"
+        )
+    return size
+
+
+def _base_width(width, parts, shape, source, model) -> int:
+    if width % parts or width < parts:
+        raise ValueError(
+            f"{source}: main.0.weight has shape {shape}: {width} channels are not "
+            f"{parts} x a base width, as a DCGAN {model} of this depth needs"
+        )
+    return width // parts
+
+
+def _check_chain(convs, expected, source, model) -> None:
+    """Every convolution weight's shape against the DCGAN's chain of widths, before a
+    model is built (so a few small arrays cannot make minigan allocate a huge one)."""
+    if len(convs) != len(expected):
+        raise ValueError(
+            f"{source}: {len(convs)} convolution weights; a DCGAN {model} whose main.0.weight "
+            f"is {convs[0][1]} has {len(expected)}"
+        )
+    for (key, shape), want in zip(convs, expected):
+        if min(shape) < 1 or shape != want:
+            raise ValueError(
+                f"{source}: {key} has shape {shape}; a DCGAN {model} whose main.0.weight is "
+                f"{convs[0][1]} has {want} there"
+            )
+
+
+def generator_config(state, source="state dict") -> dict:
+    """nz, ngf, channels, image_size of the minigan Generator these weights imply.
+
+    ConvTranspose2d weights are (in, out, k, k). The first layer projects z to
+    ngf * 2^(L-1) channels at 4x4 (kernel 4) and each of the L - 1 layers after it
+    halves the channels and doubles the size, up to (ngf, channels) at 4 * 2^L pixels;
+    the 28x28 layout starts at 7x7 with a kernel-7 layer to 4 * ngf channels.
+    """
+    nz, width, kernel, _ = first = _first_conv(state, source, "generator")
+    convs = _conv_shapes(state)
+    channels = convs[-1][1][1]
+    if kernel == 7:
+        size, ngf = 28, _base_width(width, 4, first, source, "generator")
+        widths = [4 * ngf, 2 * ngf]
+    elif kernel == 4:
+        size = _size_from_layers(len(convs), source, "generator")
+        ngf = _base_width(width, 2 ** (len(convs) - 2), first, source, "generator")
+        widths = [width // 2**i for i in range(len(convs) - 1)]
+    else:
+        raise ValueError(
+            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN generator's "
+            f"first layer has 4x4 (7x7 for 28x28 images)"
+        )
+    chain = [nz, *widths, channels]
+    expected = [(cin, cout, 4, 4) for cin, cout in zip(chain, chain[1:])]
+    expected[0] = (nz, width, kernel, kernel)
+    _check_chain(convs, expected, source, "generator")
+    return dict(nz=nz, ngf=ngf, channels=channels, image_size=size)
+
+
+def discriminator_config(state, source="state dict") -> dict:
+    """ndf, channels, image_size of the minigan Discriminator these weights imply.
+
+    Conv2d weights are (out, in, k, k): the first layer takes the image's channels to
+    ndf (2 * ndf at 28x28) and each later one doubles them, down to a 1-channel
+    logit with a 4x4 kernel (7x7 at 28x28).
+    """
+    width, channels, kernel, _ = first = _first_conv(state, source, "discriminator")
+    convs = _conv_shapes(state)
+    last_kernel = convs[-1][1][-1]
+    if kernel != 4:
+        raise ValueError(
+            f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN "
+            f"discriminator's first layer has 4x4"
+        )
+    if last_kernel == 7:
+        size, ndf = 28, _base_width(width, 2, first, source, "discriminator")
+        widths = [2 * ndf, 4 * ndf]
+    else:
+        size, ndf = _size_from_layers(len(convs), source, "discriminator"), width
+        widths = [width * 2**i for i in range(len(convs) - 1)]
+    chain = [channels, *widths, 1]
+    expected = [(cout, cin, 4, 4) for cin, cout in zip(chain, chain[1:])]
+    expected[-1] = (1, widths[-1], last_kernel, last_kernel)
+    _check_chain(convs, expected, source, "discriminator")
+    return dict(ndf=ndf, channels=channels, image_size=size)
