@@ -44,17 +44,9 @@ def default_uniform_(weight, bias, fan_in):
 
 
 def __getattr__(name):
-    """``init.dcgan_init`` moved to ``minigan.models.dcgan`` (it knows the layers,
-    and the layers import this module); the old name still works, with a warning."""
-    if name == "dcgan_init":
-        import warnings
-
-        from .models.dcgan import dcgan_init
-
-        warnings.warn(
-            "minigan.init.dcgan_init moved to minigan.models.dcgan.dcgan_init",
-            DeprecationWarning,
-            stacklevel=2,
+    if name == "dcgan_init":  # it knows the layers, and the layers import this module
+        raise AttributeError(
+            "minigan.init.dcgan_init moved to minigan.models.dcgan: "
+            "from minigan.models.dcgan import dcgan_init"
         )
-        return dcgan_init
     raise AttributeError(f"module 'minigan.init' has no attribute {name!r}")

@@ -174,9 +174,9 @@ def test_dcgan_initialisation(backend_name):
     assert model[0].weight.data.dtype == np.float32
 
 
-def test_dcgan_init_still_answers_at_its_old_address_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="minigan.models.dcgan.dcgan_init"):
-        assert init.dcgan_init is dcgan_init
+def test_dcgan_init_at_its_old_address_says_where_it_went():
+    with pytest.raises(AttributeError, match="from minigan.models.dcgan import dcgan_init"):
+        init.dcgan_init
 
 
 @pytest.mark.parametrize("optimizer", [optim.Adam, lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])
