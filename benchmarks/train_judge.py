@@ -29,7 +29,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-# minigan before NumPy: importing it picks OpenBLAS's kernels for this CPU.
+from minigan import cpu  # noqa: E402
+
+cpu.choose_openblas_kernels()  # before NumPy loads (minigan/cpu.py says why)
+
 import minigan  # noqa: E402
 from minigan import backend, checkpoint, data, optim, score  # noqa: E402
 

@@ -24,6 +24,11 @@ NOT comparable with the Inception-FID numbers in papers.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # minigan owns this process: choose BLAS kernels before NumPy loads
+    from minigan import cpu
+
+    cpu.choose_openblas_kernels()
+
 import argparse
 import json
 import math
@@ -218,7 +223,7 @@ def evaluate(images, dataset, batch_size=500) -> dict:
     return {
         "fd": frechet_distance(*statistics(features), model.mu, model.sigma),
         "class_share": [float(s) for s in share],
-        "class_entropy": float(-(nonzero * np.log(nonzero)).sum()),
+        "class_entropy": float(0.0 - (nonzero * np.log(nonzero)).sum()),  # 0.0, not -0.0
         "confidence": float(probabilities.max(axis=1).mean()),
         "n": len(x),
     }
@@ -248,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"which judge: {', '.join(JUDGES)} (default with --checkpoint: its training data)",
     )
     parser.add_argument("--n", type=int, default=10000, help="samples to draw (default 10000)")
+    parser.add_argument(
+        "--raw", action="store_true", help="sample the raw generator, not its average (G_ema)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
@@ -273,6 +281,14 @@ def _load_samples(path) -> np.ndarray:
         loaded.close()
         raise ValueError(f"{path}: an .npz archive; give one .npy array (N, 1, 28, 28)")
     return loaded
+
+
+def _trained_on(path) -> str:
+    """The dataset a training checkpoint's configuration names."""
+    config = checkpoint.load(path)[1].get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("dataset"), str):
+        raise ValueError(f"{path} does not say which dataset it learned; pass --dataset NAME")
+    return config["dataset"]
 
 
 def _report(result, dataset, meta) -> str:
@@ -306,9 +322,9 @@ def main(argv=None) -> int:
         else:
             from . import sample
 
-            dataset = args.dataset or checkpoint.load(args.checkpoint)[1]["config"]["dataset"]
+            G = sample.load_generator(args.checkpoint, raw=args.raw)
+            dataset = args.dataset or _trained_on(args.checkpoint)
             judge_path(dataset)
-            G = sample.load_generator(args.checkpoint)
             images = sample.generate(G, args.n, args.seed)
         result = evaluate(images, dataset)
         meta = judge(dataset).meta
