@@ -1,0 +1,165 @@
+"""The averaged generator: what it averages, the batch-norm statistics it uses, and
+where it shows up (checkpoints, grids, sampling, the quality score in metrics.csv)."""
+
+import copy
+
+import numpy as np
+import pytest
+from files import write_idx
+
+from minigan import backend, checkpoint, gan, sample, train
+from minigan.models.dcgan import Generator
+
+TINY = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--batch-size", "16", "--backend", "numpy"]
+
+
+def _host(a):
+    return backend.current().to_numpy(a)
+
+
+def test_the_average_follows_g_at_the_warm_up_then_the_set_decay(backend_name):
+    backend.current().seed(0)
+    G = Generator(8, 4, 1, 28)
+    average = gan.AveragedGenerator(G, decay=0.9)
+    expected = [_host(p.data).astype(np.float64) for p in G.parameters()]
+    rng = np.random.default_rng(1)
+    for t in range(1, 31):
+        for p, e in zip(G.parameters(), expected):  # G moves somewhere new each step
+            new = rng.standard_normal(p.shape).astype(np.float32)
+            p.data[...] = backend.current().from_numpy(new)
+            rate = 1 - min(0.9, (1 + t) / (10 + t))  # warm-up: 2/11 ... then 0.9
+            e += rate * (new - e)
+        average.update()
+    for avg, e in zip(average.model.parameters(), expected):
+        np.testing.assert_allclose(_host(avg.data), e, rtol=1e-4, atol=1e-5)
+    assert average.updates == 30
+
+
+def test_the_average_uses_batch_norm_statistics_of_its_own_weights(backend_name):
+    """G's running statistics describe G's activations; after ready(), the average's
+    describe its own: eval mode then matches training mode on a large batch."""
+    backend.current().seed(0)
+    G = Generator(8, 4, 1, 28)
+    average = gan.AveragedGenerator(G, decay=0.5)
+    for p in G.parameters():  # the average's weights now differ from G's
+        p.data *= 1.5
+    average.update()
+    noise = np.random.default_rng(4).standard_normal((256, 8, 1, 1)).astype(np.float32)
+    for _ in range(20):  # G's running statistics: of G's own activations
+        G(backend.current().from_numpy(noise))
+    model = average.ready()
+    assert model.training is False
+    z = np.random.default_rng(5).standard_normal((512, 8, 1, 1)).astype(np.float32)
+    z = backend.current().from_numpy(z)
+    eval_out = _host(model(z))
+    train_twin = copy.deepcopy(model).train()
+    train_out = _host(train_twin(z))  # this batch's own statistics
+    assert np.abs(eval_out - train_out).mean() < 0.02
+    stale = copy.deepcopy(model)
+    for mine, theirs in zip(stale.modules(), G.modules()):  # G's statistics instead
+        if hasattr(mine, "running_mean"):
+            mine.running_mean[...], mine.running_var[...] = theirs.running_mean, theirs.running_var
+    assert (
+        np.abs(_host(stale.eval()(z)) - train_out).mean() > 5 * np.abs(eval_out - train_out).mean()
+    )
+
+
+def test_recomputing_the_statistics_leaves_the_training_stream_alone():
+    with backend.using("numpy", seed=3):
+        G = Generator(8, 4, 1, 28)
+        state = backend.current().get_rng_state()
+        gan.AveragedGenerator(G, 0.99).ready()
+        assert backend.current().get_rng_state() == state
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, -0.5, 2.0])
+def test_a_decay_outside_0_1_is_refused(decay):
+    with backend.using("numpy", seed=0), pytest.raises(ValueError, match="ema_decay"):
+        gan.AveragedGenerator(Generator(8, 4, 1, 28), decay)
+
+
+@pytest.fixture
+def tiny_idx(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "tiny"
+    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28), np.uint8))
+    return ["--dataset", "mnist", "--data-dir", str(folder), *TINY]
+
+
+def test_a_run_keeps_the_average_in_its_checkpoint_and_samples_from_it(tmp_path, tiny_idx):
+    out = tmp_path / "run"
+    assert train.main([*tiny_idx, "--max-steps", "4", "--out", str(out)]) == 0
+    arrays, meta = checkpoint.load(out / "checkpoints" / "last.npz")
+    assert meta["config"]["ema_decay"] == gan.EMA_DECAY and int(arrays["ema_updates"]) == 4
+    ema = {k[6:] for k in arrays if k.startswith("G_ema.")}
+    assert ema == {k[2:] for k in arrays if k.startswith("G.")}
+    assert (out / "samples" / "final_raw.png").is_file()
+    with backend.using("numpy"):
+        averaged = sample.load_generator(out)
+        raw = sample.load_generator(out, raw=True)
+        np.testing.assert_array_equal(
+            averaged.state_dict()["main.0.weight"], arrays["G_ema.main.0.weight"]
+        )
+        np.testing.assert_array_equal(raw.state_dict()["main.0.weight"], arrays["G.main.0.weight"])
+        assert not np.array_equal(sample.generate(averaged, 4, 0), sample.generate(raw, 4, 0))
+
+    plain = tmp_path / "plain"
+    assert train.main([*tiny_idx, "--max-steps", "4", "--ema-decay", "0", "--out", str(plain)]) == 0
+    arrays, _ = checkpoint.load(plain / "checkpoints" / "last.npz")
+    assert not any(k.startswith("G_ema.") or k == "ema_updates" for k in arrays)
+    assert not (plain / "samples" / "final_raw.png").exists()
+
+
+def test_the_average_does_not_change_the_training_itself(tmp_path, tiny_idx):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main([*tiny_idx, "--max-steps", "3", "--out", str(a)]) == 0
+    assert train.main([*tiny_idx, "--max-steps", "3", "--ema-decay", "0", "--out", str(b)]) == 0
+    with_ema, _ = checkpoint.load(a / "checkpoints" / "last.npz")
+    without, _ = checkpoint.load(b / "checkpoints" / "last.npz")
+    for key, value in without.items():
+        np.testing.assert_array_equal(with_ema[key], value, err_msg=key)
+
+
+def test_an_old_checkpoint_without_an_average_resumes_with_one(tmp_path, tiny_idx):
+    out = tmp_path / "run"
+    assert train.main([*tiny_idx, "--max-steps", "2", "--ema-decay", "0", "--out", str(out)]) == 0
+    last = out / "checkpoints" / "last.npz"
+    arrays, meta = checkpoint.load(last)
+    del meta["config"]["ema_decay"]  # written before the average existed
+    checkpoint.save(last, arrays, meta)
+    assert train.main(["--resume", str(last), "--max-steps", "4"]) == 0
+    arrays, _ = checkpoint.load(last)
+    assert int(arrays["ema_updates"]) == 2  # started at the resumed G
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1", "nan"])
+def test_bad_ema_decay_is_one_line(tiny_idx, capsys, value):
+    assert train.main([*tiny_idx, "--ema-decay", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ema-decay") and "\n" not in err
+
+
+def test_the_score_goes_into_metrics_csv_and_quality_png(tmp_path, tiny_idx):
+    out = tmp_path / "run"
+    argv = [*tiny_idx, "--epochs", "2", "--score-every", "1", "--out", str(out)]
+    assert train.main(argv) == 0
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    scored = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    assert [r["step"] for r in scored if r["fd"]] == ["2", "4"]  # each epoch's last step
+    assert all(float(r["fd"]) > 0 and float(r["fd_raw"]) > 0 for r in scored if r["fd"])
+    assert (out / "quality.png").is_file()
+
+
+def test_score_every_on_a_dataset_without_a_judge_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    from PIL import Image
+
+    for i in range(20):
+        Image.fromarray(np.full((16, 16, 3), 10 * i, np.uint8)).save(folder / f"{i}.png")
+    argv = ["--dataset", "folder", "--data-dir", str(folder), "--image-size", "16",
+            "--score-every", "1", "--out", str(tmp_path / "run"), *TINY]  # fmt: skip
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --score-every") and "\n" not in err
