@@ -39,10 +39,16 @@ def _latents(G, n, rng):
     return rng.standard_normal((n, G.nz)).astype(np.float32)
 
 
-def _generate_from(G, z) -> np.ndarray:
+def _generate_from(G, z, batch_size=500) -> np.ndarray:
+    """G(z) for rows of z, ``batch_size`` at a time (10,000 at once would hold
+    gigabytes of activations); G in eval mode gives each image on its own."""
     bk = backend.current()
-    out = G(bk.from_numpy(z.reshape(len(z), G.nz, 1, 1).astype(np.float32)))
-    return bk.to_numpy(out).astype(np.float32)
+    z = z.reshape(len(z), G.nz, 1, 1).astype(np.float32)
+    pieces = [bk.to_numpy(G(bk.from_numpy(z[i : i + batch_size])))
+              for i in range(0, len(z), batch_size)]  # fmt: skip
+    if not pieces:
+        return np.zeros((0, G.channels, G.image_size, G.image_size), np.float32)
+    return np.concatenate(pieces).astype(np.float32)
 
 
 def generate(G, n, seed=None) -> np.ndarray:
