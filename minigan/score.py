@@ -293,13 +293,15 @@ def _trained_on(path) -> str:
 
 def _report(result, dataset, meta) -> str:
     classes = meta.get("classes") or [str(k) for k in range(CLASSES)]
-    shares = "  ".join(f"{c} {s:.1%}" for c, s in zip(classes, result["class_share"]))
+    shares = [f"{c} {s:.1%}" for c, s in zip(classes, result["class_share"])]
+    held = meta["held_out"]
     lines = [
         f"{result['n']} images scored by the {JUDGES[dataset]} judge "
         f"(held-out accuracy {meta['accuracy']:.2%})",
-        f"  Fréchet distance  {result['fd']:.3f}  (lower is better; held-out real images "
-        f"against real training images: {meta['fd_real']:.3f})",
-        f"  class share       {shares}",
+        f"  Fréchet distance  {result['fd']:.3f}  (lower is better; real images score "
+        f"{meta['fd_real']:.3f}: {held} training images against the {held} held out)",
+        f"  class share       {'  '.join(shares[:5])}",
+        f"                    {'  '.join(shares[5:])}",
         f"  class entropy     {result['class_entropy']:.3f} nats "
         f"(an even spread: {math.log(CLASSES):.3f})",
         f"  confidence        {result['confidence']:.3f}  (the judge's mean top-class probability)",
