@@ -23,3 +23,16 @@ def write_cifar_batch(path, images, labels) -> Path:
     records = np.concatenate([labels[:, None], images.reshape(len(images), -1)], axis=1)
     path.write_bytes(records.astype(np.uint8).tobytes())
     return path
+
+
+TINY = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--batch-size", "16"]  # a DCGAN of seconds
+
+
+def tiny_run_args(folder) -> list[str]:
+    """Training flags for a tiny DCGAN on 40 random digits written as IDX into
+    ``folder``: 2 steps per epoch at batch 16, so runs cross epochs."""
+    rng = np.random.default_rng(0)
+    write_idx(
+        Path(folder) / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28), np.uint8)
+    )
+    return ["--dataset", "mnist", "--data-dir", str(folder), *TINY]

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from files import write_idx
+from files import TINY, tiny_run_args
 
 import minigan
 from minigan import backend, checkpoint, sample, train
+from minigan.gan import GANTrainer
 from minigan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
-from minigan.train import GANTrainer
 
 
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)
@@ -110,16 +110,19 @@ def test_checkpoint_never_unpickles(tmp_path):
 
 # ---- the command line -----------------------------------------------------------------------
 
-TINY = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--batch-size", "16"]
-
 
 @pytest.fixture
 def tiny_idx(tmp_path):
-    """A 40-image IDX dataset: 2 steps per epoch at batch 16, so runs cross epochs."""
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "tiny"
-    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28), np.uint8))
-    return ["--dataset", "mnist", "--data-dir", str(folder), *TINY]
+    return tiny_run_args(tmp_path / "tiny")
+
+
+def test_the_old_places_still_answer():
+    """GANTrainer and the rest moved out of train.py; code that imported them there works."""
+    from minigan import gan, images, run
+
+    assert train.GANTrainer is gan.GANTrainer and train.CollapseWatch is gan.CollapseWatch
+    assert train.Run is run.Run and train.plot_metrics is images.plot_losses
+    assert train.PINNED_STEPS == gan.PINNED_STEPS and train.STOP_SIGNALS is run.STOP_SIGNALS
 
 
 def _weights(path):

@@ -5,12 +5,10 @@ import copy
 
 import numpy as np
 import pytest
-from files import write_idx
+from files import TINY, tiny_run_args
 
 from minigan import backend, checkpoint, gan, sample, train
 from minigan.models.dcgan import Generator
-
-TINY = ["--ngf", "4", "--ndf", "4", "--nz", "8", "--batch-size", "16", "--backend", "numpy"]
 
 
 def _host(a):
@@ -80,10 +78,7 @@ def test_a_decay_outside_0_1_is_refused(decay):
 
 @pytest.fixture
 def tiny_idx(tmp_path):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "tiny"
-    write_idx(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (40, 28, 28), np.uint8))
-    return ["--dataset", "mnist", "--data-dir", str(folder), *TINY]
+    return [*tiny_run_args(tmp_path / "tiny"), "--backend", "numpy"]
 
 
 def test_a_run_keeps_the_average_in_its_checkpoint_and_samples_from_it(tmp_path, tiny_idx):
