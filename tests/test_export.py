@@ -277,18 +277,19 @@ def test_pytorch_weights_import_and_sample_the_same_images(suffix, tmp_path, cap
     )
 
 
+def assert_draws_like(path, torch, G):
+    """minigan.sample's generator from ``path`` draws what torch's G draws from the same z."""
+    z = noise(2, NZ)
+    images_ours = images(sample.load_generator(path), z)
+    np.testing.assert_allclose(images_ours, torch_images(torch, G, z), atol=2e-5, rtol=0)
+
+
 def test_a_state_dict_without_num_batches_tracked_imports(tmp_path, capsys):
     torch, G, _ = trained_torch_models()
     state = {k: v for k, v in G.state_dict().items() if not k.endswith("num_batches_tracked")}
     path = save_state_dict(torch, state, tmp_path / "old.pth")
     assert cli(["--from-pytorch", path, "--out", tmp_path / "G.npz"], capsys)[0] == 0
-    z = noise(2, NZ)
-    np.testing.assert_allclose(
-        images(sample.load_generator(tmp_path / "G.npz"), z),
-        torch_images(torch, G, z),
-        atol=2e-5,
-        rtol=0,
-    )
+    assert_draws_like(tmp_path / "G.npz", torch, G)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -298,13 +299,7 @@ def test_bfloat16_weights_import_widened(suffix, tmp_path, capsys):
     path = save_state_dict(torch, state, tmp_path / f"half{suffix}")
     assert cli(["--from-pytorch", path, "--out", tmp_path / "G.npz"], capsys)[0] == 0
     G.load_state_dict(state)  # the same rounding on PyTorch's side
-    z = noise(2, NZ)
-    np.testing.assert_allclose(
-        images(sample.load_generator(tmp_path / "G.npz"), z),
-        torch_images(torch, G, z),
-        atol=2e-5,
-        rtol=0,
-    )
+    assert_draws_like(tmp_path / "G.npz", torch, G)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
@@ -314,13 +309,7 @@ def test_a_dataparallel_state_dict_imports(suffix, tmp_path, capsys):
     assert next(iter(state)).startswith("module.")
     path = save_state_dict(torch, state, tmp_path / f"parallel{suffix}")
     assert cli(["--from-pytorch", path, "--out", tmp_path / "G.npz"], capsys)[0] == 0
-    z = noise(2, NZ)
-    np.testing.assert_allclose(
-        images(sample.load_generator(tmp_path / "G.npz"), z),
-        torch_images(torch, G, z),
-        atol=2e-5,
-        rtol=0,
-    )
+    assert_draws_like(tmp_path / "G.npz", torch, G)
 
 
 def altered(state, key, value=None):
