@@ -79,14 +79,51 @@ def run_seed(images_u8, seed, epochs, decays, out):
     return {"seed": seed, "epochs": rows, "seconds": seconds, "steps": epochs * per_epoch}
 
 
+def report(out):
+    """The markdown table of results.json (mean and spread over seeds per epoch) and one
+    picture of the last epoch's grids side by side (rows: seeds; columns: generators)."""
+    result = json.loads((out / "results.json").read_text())
+    runs = result["runs"]
+    names = [k for k, v in runs[0]["epochs"][0].items() if isinstance(v, dict)]
+    lines = ["| epoch | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for e in range(len(runs[0]["epochs"])):
+        cells = []
+        for name in names:
+            fds = np.array([run["epochs"][e][name]["fd"] for run in runs])
+            cells.append(f"{fds.mean():.2f} ({', '.join(f'{v:.2f}' for v in fds)})")
+        lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    seconds = {k: sum(run["seconds"][k] for run in runs) for k in runs[0]["seconds"]}
+    steps = sum(run["steps"] for run in runs)
+    lines.append("")
+    per_step = {k: 1e3 * v / steps for k, v in seconds.items()}
+    lines.append(f"per step: training {per_step['steps']:.1f} ms, updating "
+                 f"{len(result['decays'])} averages {per_step['averages']:.2f} ms")  # fmt: skip
+    print("\n".join(lines))
+
+    from PIL import Image
+
+    tiles = [[Image.open(out / f"seed{run['seed']}_{n.replace(' ', '_')}.png") for n in names]
+             for run in runs]  # fmt: skip
+    w, h = tiles[0][0].size
+    sheet = Image.new("L", (len(names) * (w + 8), len(runs) * (h + 8)), 255)
+    for i, row in enumerate(tiles):
+        for j, tile in enumerate(row):
+            sheet.paste(tile.convert("L"), (j * (w + 8), i * (h + 8)))
+    sheet.save(out / "grids.png")
+    print(f"wrote {out / 'grids.png'} (columns: {', '.join(names)}; rows: seeds)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--backend", default="numba")
     p.add_argument("--out", default="docs/quality")
+    p.add_argument("--report", action="store_true", help="only print the table of results.json")
     args = p.parse_args(argv)
     out = Path(args.out)
+    if args.report:
+        return report(out)
     out.mkdir(parents=True, exist_ok=True)
     backend.use(args.backend)
     images_u8 = data.load("fashion-mnist")

@@ -6,7 +6,8 @@ order they were set), so a layer only assigns them. It offers PyTorch's structur
 ``state_dict`` / ``load_state_dict`` with PyTorch's keys), and the bookkeeping a
 hand-written backward needs: ``remember`` what the forward computed, get it back
 with ``saved`` (which checks the upstream gradient against that forward's output),
-and ``add_grads`` into the parameters. The layers themselves are in ``nn.py``.
+and ``add_grads`` into the parameters. Also the checks of the arguments layers share
+(``float_dtype``, ``positive_int``, ``pair_at_least``). The layers are in ``nn.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .functional import pair
 
 _NOT_RUN = object()  # the cache of a layer whose forward has not run yet
 
@@ -36,6 +38,29 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(shape={tuple(self.shape)}, dtype={self.dtype})"
+
+
+# ---- the argument checks layers share ----------------------------------------------------
+
+
+def float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def pair_at_least(value, name, low):
+    both = pair(value, name)
+    if min(both) < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return both
 
 
 class Module:

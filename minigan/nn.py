@@ -16,33 +16,21 @@ import numpy as np
 
 from . import backend, init
 from . import functional as F
-from .module import _NOT_RUN, Module, Parameter, Sequential
+from .module import (
+    _NOT_RUN,
+    Module,
+    Parameter,
+    Sequential,
+    float_dtype,
+    pair_at_least,
+    positive_int,
+)
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear",
     "BatchNorm1d", "BatchNorm2d", "LeakyReLU", "ReLU", "Tanh", "Sigmoid", "Dropout",
     "Flatten", "Reshape", "Upsample", "BCEWithLogitsLoss",
 ]  # fmt: skip
-
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _pair_at_least(value, name, low):
-    pair = F.pair(value, name)
-    if min(pair) < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return pair
 
 
 # ---- layers with parameters ---------------------------------------------------------------
@@ -59,19 +47,19 @@ class Convolution(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding,
                  output_padding, bias, dtype):  # fmt: skip
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.kernel_size = _pair_at_least(kernel_size, "kernel_size", 1)
-        self.stride = _pair_at_least(stride, "stride", 1)
-        self.padding = _pair_at_least(padding, "padding", 0)
-        self.output_padding = _pair_at_least(output_padding, "output_padding", 0)
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.kernel_size = pair_at_least(kernel_size, "kernel_size", 1)
+        self.stride = pair_at_least(stride, "stride", 1)
+        self.padding = pair_at_least(padding, "padding", 0)
+        self.output_padding = pair_at_least(output_padding, "output_padding", 0)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(
                 f"output_padding {self.output_padding} must be smaller than stride {self.stride}"
             )
         channels = (self.in_channels, self.out_channels)
         channels = channels if self.transposed else channels[::-1]
-        dtype, xp = _float_dtype(dtype), backend.current().xp
+        dtype, xp = float_dtype(dtype), backend.current().xp
         self.weight = Parameter(xp.empty((*channels, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(xp.empty(self.out_channels, dtype=dtype)) if bias else None
         init.default_uniform_(self.weight, self.bias, channels[1] * int(np.prod(self.kernel_size)))
@@ -173,9 +161,9 @@ class Linear(Module):
     """y = x @ weight^T + bias.  x: (N, *, in) -> (N, *, out); weight: (out, in), bias: (out,)."""
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32):
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
-        dtype, xp = _float_dtype(dtype), backend.current().xp
+        self.in_features = positive_int(in_features, "in_features")
+        self.out_features = positive_int(out_features, "out_features")
+        dtype, xp = float_dtype(dtype), backend.current().xp
         self.weight = Parameter(xp.empty((self.out_features, self.in_features), dtype=dtype))
         self.bias = Parameter(xp.empty(self.out_features, dtype=dtype)) if bias else None
         init.default_uniform_(self.weight, self.bias, self.in_features)
@@ -216,12 +204,12 @@ class BatchNorm(Module):
     buffers = ("running_mean", "running_var", "num_batches_tracked")
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
-        self.num_features = _positive_int(num_features, "num_features")
+        self.num_features = positive_int(num_features, "num_features")
         if momentum is not None and not 0 <= momentum <= 1:
             raise ValueError(f"momentum must be in [0, 1] or None, got {momentum!r}")
         self.eps = float(eps)
         self.momentum = None if momentum is None else float(momentum)
-        dtype, xp = _float_dtype(dtype), backend.current().xp
+        dtype, xp = float_dtype(dtype), backend.current().xp
         self.weight = Parameter(xp.ones(self.num_features, dtype=dtype))
         self.bias = Parameter(xp.zeros(self.num_features, dtype=dtype))
         self.running_mean = xp.zeros(self.num_features, dtype=dtype)
