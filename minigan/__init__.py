@@ -23,7 +23,11 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("backend", "functional", "init", "nn", "optim")
+_SUBMODULES = {  # everything `minigan.<name>` may mean, as before the imports turned lazy
+    "backend", "backend_numpy", "checkpoint", "cpu", "data", "export", "functional", "gan",
+    "gradcheck", "images", "init", "models", "module", "naive", "nn", "optim", "run",
+    "sample", "score", "torch_twin", "train",
+}  # fmt: skip
 
 
 def __getattr__(name):

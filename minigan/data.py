@@ -202,6 +202,7 @@ def find_idx_file(directories, stem=IDX_TRAIN_IMAGES) -> Path | None:
 
 
 def load_idx_dataset(name, data_dir=None, download=True, mirrors=None) -> np.ndarray:
+    """The training images of MNIST or Fashion-MNIST, uint8 (N, 1, 28, 28)."""
     return read_idx_images(_idx_path(name, IDX_TRAIN_IMAGES, data_dir, download, mirrors))
 
 

@@ -246,8 +246,6 @@ def models_from_checkpoint(arrays, meta, path, raw=False, discriminator=False):
         raise WeightsError(f"{path}: not a minigan DCGAN checkpoint (training or weights-only)")
     prefix = generator_prefix(arrays, raw)
     g_state = strip_prefix(arrays, prefix)
-    if prefix == "G_ema.":
-        g_state.pop("updates", None)  # how many steps the average has seen: not a weight
     G = _from_checkpoint(Generator, dcgan.generator_config, g_state, meta, path)
     D = None
     if discriminator:

@@ -31,7 +31,9 @@ class GANTrainer:
       2. G: the same fake batch through the freshly updated D, target 1 (maximise
          log D(G(z)) instead of minimising log(1 - D(G(z))), whose gradient vanishes
          while D wins); the gradient flows back through D into G; one Adam step for G.
-      3. With ``ema_decay``, the averaged generator ``G_ema`` moves towards G.
+      3. With ``ema_decay`` (None, the default here, keeps no average; the command
+         line's default is ``--ema-decay`` EMA_DECAY), the averaged generator
+         ``G_ema`` moves towards G.
     Returns floats: loss_d, loss_g, d_real = mean D(x), d_fake = mean D(G(z)),
     with D's outputs as probabilities. On a GPU these four numbers are the step's
     one wait for the device: everything else is queued without looking at results.
@@ -153,6 +155,8 @@ class AveragedGenerator:
     def restart(self):
         """Start the average over at G's current weights."""
         self.model = copy.deepcopy(self.G)
+        for layer in self.model.modules():  # G's last activations: not needed, not kept
+            layer.__dict__.pop("_cache", None)
         self.updates = 0
         self.stale = True  # the batch-norm statistics are not the average's own
 

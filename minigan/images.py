@@ -98,14 +98,14 @@ def plot_losses(metrics_path, png_path):
 
 def plot_quality(metrics_path, png_path):
     """quality.png: the quality score (minigan.score's Frechet distance, lower is
-    better) of the sampled generator, and of the raw one beside an average, per epoch."""
+    better) of G and, when there is one, of the averaged generator, per epoch."""
     table = _read_metrics(metrics_path)
     names = () if table is None else table.dtype.names
-    scored = {k: np.isfinite(table[k]) for k in ("fd", "fd_raw") if k in names}
+    scored = {k: np.isfinite(table[k]) for k in ("fd", "fd_ema") if k in names}
     scored = {k: rows for k, rows in scored.items() if rows.any()}
     if not scored:
         return
-    labels = {"fd": "averaged G" if "fd_raw" in scored else "G", "fd_raw": "raw G"}
+    labels = {"fd": "G", "fd_ema": "averaged G"}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for key, rows in scored.items():

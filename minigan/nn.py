@@ -16,15 +16,7 @@ import numpy as np
 
 from . import backend, init
 from . import functional as F
-from .module import (
-    _NOT_RUN,
-    Module,
-    Parameter,
-    Sequential,
-    float_dtype,
-    pair_at_least,
-    positive_int,
-)
+from .module import Module, Parameter, Sequential, float_dtype, pair_at_least, positive_int
 
 __all__ = [
     "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear",
@@ -40,8 +32,10 @@ class Convolution(Module):
     """What Conv2d and ConvTranspose2d share: their arguments and checks, a weight
     of shape (channels, channels, kh, kw) and a bias, PyTorch's default initialisation
     (fan_in from the weight's dimension 1, as PyTorch computes it for both), the
-    backward and the repr. A subclass names its ``functions`` (forward, backward) and
-    the order of the channels in its weight."""
+    backward and the repr. A subclass says which way its weight holds the channels
+    (``transposed``) and gives ``output_size``, ``too_small`` (the words for an input
+    too small for it), and ``convolve`` / ``convolve_backward``: its pair of
+    ``functional`` functions with its own arguments bound."""
 
     transposed = False  # weight (out, in, kh, kw); transposed: (in, out, kh, kw)
 
@@ -70,6 +64,14 @@ class Convolution(Module):
 
     def too_small(self, x) -> str:
         """What to tell the user whose input gives an empty output."""
+        raise NotImplementedError
+
+    def convolve(self, x, weight, bias):
+        """(out, cache) of this convolution's forward."""
+        raise NotImplementedError
+
+    def convolve_backward(self, grad_output, cache, input_grad, weight_grad):
+        """(dx, dw, db) of this convolution's backward."""
         raise NotImplementedError
 
     def forward(self, x):
@@ -433,7 +435,7 @@ class BCEWithLogitsLoss:
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
-        self._cache = _NOT_RUN
+        self._cache = None  # until the first loss
 
     def __call__(self, logits, targets):
         return self.forward(logits, targets)
@@ -459,7 +461,7 @@ class BCEWithLogitsLoss:
         return loss
 
     def backward(self, dloss=1.0):
-        if self._cache is _NOT_RUN:
+        if self._cache is None:
             raise RuntimeError("BCEWithLogitsLoss.backward() was called before computing the loss")
         return F.bce_with_logits_backward(self._cache, dloss)
 

@@ -26,7 +26,7 @@ from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 
 FIXED_NOISE = 64  # samples in every grid
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
-SCORES = ("fd", "fd_raw")  # the quality score of the sampled G and, with an average, of raw G
+SCORES = ("fd", "fd_ema")  # the quality score of G and, when there is one, of the average
 SCORE_STEPS = 200  # by default, score every epoch, or every few epochs of fewer steps
 SCORE_SAMPLES = 10_000  # as many as `python -m minigan.score` draws: the same number
 
@@ -133,31 +133,22 @@ class Run:
     def _score_every(self) -> int:
         """Epochs between quality scores: --score-every, or by default (None) every
         epoch of at least SCORE_STEPS steps where the dataset has a judge, 0 (never)
-        where it has none."""
+        where it has none. The last epoch is scored too."""
         from . import score
 
         every = self.config["score_every"]
-        if every is None:
-            if self.config["dataset"] not in score.JUDGES or self.config["image_size"] != 28:
-                return 0
+        if every is None and score.has_judge(self.config["dataset"], self.config["image_size"]):
             return math.ceil(SCORE_STEPS / self.steps_per_epoch)
-        if every and (
-            self.config["dataset"] not in score.JUDGES or self.config["image_size"] != 28
-        ):
-            raise UsageError(
-                "--score-every: the quality score has judges for 28x28 "
-                f"{', '.join(score.JUDGES)} only; pass --score-every 0"
-            )
-        return every
+        return every or 0
 
     def scores(self) -> dict:
         """The quality score (Frechet distance in the judge's features, minigan.score)
-        of the generator the grids show and, with an average, of the raw G."""
+        of G and, when there is one, of the averaged generator the grids show."""
         from . import sample, score
 
         result = {}
-        for key, raw in (("fd", False), ("fd_raw", True)):
-            if raw and self.trainer.G_ema is None:
+        for key, raw in (("fd", True), ("fd_ema", False)):
+            if not raw and self.trainer.G_ema is None:
                 continue
             fake = sample.generate(self.trainer.generator(raw).eval(), SCORE_SAMPLES, seed=0)
             self.G.train()
@@ -217,7 +208,11 @@ class Run:
                 self.step += 1
                 seconds = time.perf_counter() - began
                 epochs_done, within = divmod(self.step, per_epoch)
-                scored = self.score_every and not within and epochs_done % self.score_every == 0
+                scored = (
+                    self.score_every
+                    and not within
+                    and (epochs_done % self.score_every == 0 or epochs_done == c["epochs"])
+                )
                 self.log(m, seconds, self.scores() if scored else {})
                 bar.set_postfix(
                     {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",

@@ -99,7 +99,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
     d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) != sigma2.shape:
+    if mu1.shape != (d,) or mu2.shape != (d,) or (d, d) != sigma1.shape or (d, d) != sigma2.shape:
         raise ValueError(
             f"frechet_distance: means must be (D,) and covariances (D, D); got "
             f"{mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}"
@@ -120,6 +120,11 @@ def _psd_sqrt(sigma):
 
 
 # ---- the shipped judges -----------------------------------------------------------------
+
+
+def has_judge(dataset, image_size=None) -> bool:
+    """Whether runs on ``dataset`` at ``image_size`` (None: its own, 28) can be scored."""
+    return dataset in JUDGES and image_size in (None, 28)
 
 
 def judge_path(dataset) -> Path:

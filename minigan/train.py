@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, backend, checkpoint, data
+from . import __version__, backend, checkpoint, data, score
 from .gan import (  # noqa: F401  (GANTrainer and the rest, where they used to be)
     EMA_DECAY,
     LOSS_BOUND,
@@ -230,6 +230,7 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
         raise UsageError(problem)
     if not args.resume:
         config = {**DEFAULTS, **given}
+        _check_score_every(config)
         return config, None, None
     arrays, meta = checkpoint.load(args.resume)
     meta["path"] = str(args.resume)
@@ -246,7 +247,18 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
                 "a resumed run keeps its model and data settings"
             )
         config[key] = value
+    _check_score_every(config)
     return config, arrays, meta
+
+
+def _check_score_every(config):
+    """--score-every needs a judge for the run's data (before any data is read)."""
+    if config["score_every"] and not score.has_judge(config["dataset"], config["image_size"]):
+        raise UsageError(
+            f"--score-every: the quality score has judges for 28x28 {', '.join(score.JUDGES)} "
+            f"only, not {config['dataset']} at {config['image_size'] or 'its own size'}; "
+            "pass --score-every 0"
+        )
 
 
 def choose_out(config, resume) -> Path:

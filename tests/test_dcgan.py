@@ -140,7 +140,7 @@ def test_cli_run_leaves_everything_a_person_wants(tmp_path, tiny_idx, capsys):
     for name in files:
         assert (out / name).is_file(), name
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds,fd,fd_raw"
+    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds,fd,fd_ema"
     assert len(rows) == 1 + 4
     _, meta = checkpoint.load(out / "checkpoints" / "last.npz")
     assert meta["step"] == 4 and meta["config"]["ngf"] == 4 and meta["channels"] == 1

@@ -445,7 +445,7 @@ def with_ema(run, path):
     arrays, meta = checkpoint.load(run)
     ema = {f"G_ema.{k[2:]}": v / 2 if v.dtype.kind == "f" else v
            for k, v in arrays.items() if k.startswith("G.")}  # fmt: skip
-    checkpoint.save(path, {**arrays, **ema, "G_ema.updates": np.array(2)}, meta)
+    checkpoint.save(path, {**arrays, **ema, "ema_updates": np.array(2)}, meta)
     return path
 
 

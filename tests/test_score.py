@@ -86,6 +86,10 @@ def test_frechet_distance_against_scipy_sqrtm():
 def test_frechet_distance_refuses_mismatched_shapes():
     with pytest.raises(ValueError, match="means must be"):
         score.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+    with pytest.raises(ValueError, match="covariances"):  # one covariance of the wrong size
+        score.frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(4))
+    with pytest.raises(ValueError, match="covariances"):
+        score.frechet_distance(np.zeros(3), np.eye(4), np.zeros(3), np.eye(3))
 
 
 # ---- the shipped judges ------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_a_trained_generator_scores_better_than_a_fresh_one():
     every epoch (156 steps); up to 7 epochs, in case this machine's rounding takes
     another path."""
     from minigan import sample
-    from minigan.train import GANTrainer
+    from minigan.gan import GANTrainer
 
     with backend.using("numba" if "numba" in backend.available() else "numpy", seed=0):
         G, D = Generator(100, 16, 1, 28), Discriminator(16, 1, 28)
