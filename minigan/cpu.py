@@ -17,6 +17,7 @@ OpenBLAS. This module imports nothing that loads NumPy.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -55,3 +56,29 @@ def choose_openblas_kernels() -> str | None:
     if core is not None:
         os.environ["OPENBLAS_CORETYPE"] = core
     return core
+
+
+# The console scripts (pyproject's [project.scripts]: minigan-train, ...) start here
+# rather than in their modules, so that they, like ``python -m minigan.train``, choose
+# the kernels before NumPy loads.
+
+
+def _run(module) -> int:
+    choose_openblas_kernels()
+    return importlib.import_module(f"minigan.{module}").main()
+
+
+def train() -> int:
+    return _run("train")
+
+
+def sample() -> int:
+    return _run("sample")
+
+
+def score() -> int:
+    return _run("score")
+
+
+def export() -> int:
+    return _run("export")

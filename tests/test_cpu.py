@@ -54,24 +54,36 @@ def _kernels(first, env):
     return out.stdout.strip().splitlines()[-1]
 
 
-# Each entry point as ``python -m`` runs it (as __main__), asked only for --help.
+# Each entry point asked only for --help: as ``python -m`` runs it (as __main__), and
+# as its console script (pyproject's [project.scripts]) calls it.
 ENTRY_POINT = (
     "import runpy, sys; sys.argv = ['{0}', '--help']\n"
     "try:\n    runpy.run_module('{0}', run_name='__main__')\nexcept SystemExit:\n    pass"
 )
+CONSOLE_SCRIPT = (
+    "import sys; sys.argv = ['{0}', '--help']\n"
+    "try:\n    from minigan import cpu; cpu.{1}()\nexcept SystemExit:\n    pass"
+)
 
 
-@pytest.mark.parametrize("module", ["minigan.train", "minigan.sample"])
+@pytest.mark.parametrize(
+    "module", ["minigan.train", "minigan.sample", "script train", "script score"]
+)
 def test_the_entry_points_choose_the_kernels_and_import_minigan_does_not(module):
+    if module.startswith("script"):
+        script = module.split()[1]
+        entry = CONSOLE_SCRIPT.format(f"minigan-{script}", script)
+    else:
+        entry = ENTRY_POINT.format(module)
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
     own_pick = _kernels("import sys", env)
     if own_pick in ("[]", "[None]"):
         pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its kernels")
     chosen = cpu.preferred_openblas_core_here()
-    assert _kernels(ENTRY_POINT.format(module), env) == (f"[{chosen!r}]" if chosen else own_pick)
+    assert _kernels(entry, env) == (f"[{chosen!r}]" if chosen else own_pick)
     assert _kernels("import minigan, minigan.nn, minigan.train", env) == own_pick
     theirs = {**env, "OPENBLAS_CORETYPE": "Sandybridge"}
-    assert _kernels(ENTRY_POINT.format(module), theirs) == "['Sandybridge']"
+    assert _kernels(entry, theirs) == "['Sandybridge']"
 
 
 def test_import_minigan_leaves_the_environment_alone():
@@ -81,3 +93,13 @@ def test_import_minigan_leaves_the_environment_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_every_console_script_starts_in_cpu():
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+    assert scripts and all(target.startswith("minigan.cpu:") for target in scripts.values())
+    for target in scripts.values():
+        assert callable(getattr(cpu, target.split(":")[1]))
