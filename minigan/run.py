@@ -92,8 +92,8 @@ class Run:
                 self.step = meta["step"]
                 bk.set_rng_state(meta["rng_state"])
                 if self.trainer.G_ema is None and any(k.startswith("G_ema.") for k in arrays):
-                    print("note: --ema-decay 0: the checkpoint's averaged generator is "
-                          "dropped; G is trained and sampled as it is", file=sys.stderr)  # fmt: skip
+                    note = "--ema-decay 0: the checkpoint's averaged generator is dropped"
+                    print(f"note: {note}; G is trained and sampled as it is", file=sys.stderr)
             except (KeyError, ValueError, TypeError) as e:
                 raise checkpoint.CheckpointError(
                     f"{meta['path']}: damaged checkpoint ({e})"
