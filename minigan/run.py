@@ -27,7 +27,7 @@ from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 FIXED_NOISE = 64  # samples in every grid
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
 SCORES = ("fd", "fd_ema")  # the quality score of G and, when there is one, of the average
-SCORE_STEPS = 200  # by default, score every epoch, or every few epochs of fewer steps
+SCORE_STEPS = 1000  # by default, score every this many steps or so (whole epochs), and the last
 SCORE_SAMPLES = 10_000  # as many as `python -m minigan.score` draws: the same number
 
 # The signals that stop a run the way Ctrl-C does: finish the step, save, say how to
@@ -134,8 +134,8 @@ class Run:
         return images.save_png(self.samples / name, grid, scale=scale)
 
     def _score_every(self) -> int:
-        """Epochs between quality scores: --score-every, or by default (None) every
-        epoch of at least SCORE_STEPS steps where the dataset has a judge, 0 (never)
+        """Epochs between quality scores: --score-every, or by default (None) the whole
+        epochs nearest above SCORE_STEPS steps where the dataset has a judge, 0 (never)
         where it has none. The last epoch is scored too."""
         from . import score
 

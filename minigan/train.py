@@ -143,8 +143,8 @@ def build_parser():
         "--score-every",
         type=int,
         help="add the quality score (minigan.score) to metrics.csv and quality.png every N "
-        "epochs; 0: never (default: MNIST and Fashion-MNIST at 28x28: every epoch, or every "
-        f"few epochs when an epoch has under {SCORE_STEPS} steps; others: never)",
+        "epochs, and after the last; 0: never (default: MNIST and Fashion-MNIST at 28x28: "
+        f"every {SCORE_STEPS} steps or so, in whole epochs; others: never)",
     )
     p.add_argument(
         "--checkpoint-every",
