@@ -83,9 +83,11 @@ def tiny_idx(tmp_path):
 
 def test_a_run_keeps_the_average_in_its_checkpoint_and_samples_from_it(tmp_path, tiny_idx):
     out = tmp_path / "run"
-    assert train.main([*tiny_idx, "--max-steps", "4", "--out", str(out)]) == 0
+    assert (
+        train.main([*tiny_idx, "--max-steps", "4", "--ema-decay", "0.99", "--out", str(out)]) == 0
+    )
     arrays, meta = checkpoint.load(out / "checkpoints" / "last.npz")
-    assert meta["config"]["ema_decay"] == gan.EMA_DECAY and int(arrays["ema_updates"]) == 4
+    assert meta["config"]["ema_decay"] == 0.99 and int(arrays["ema_updates"]) == 4
     ema = {k[6:] for k in arrays if k.startswith("G_ema.")}
     assert ema == {k[2:] for k in arrays if k.startswith("G.")}
     assert (out / "samples" / "final_raw.png").is_file()
@@ -98,8 +100,9 @@ def test_a_run_keeps_the_average_in_its_checkpoint_and_samples_from_it(tmp_path,
         np.testing.assert_array_equal(raw.state_dict()["main.0.weight"], arrays["G.main.0.weight"])
         assert not np.array_equal(sample.generate(averaged, 4, 0), sample.generate(raw, 4, 0))
 
-    plain = tmp_path / "plain"
-    assert train.main([*tiny_idx, "--max-steps", "4", "--ema-decay", "0", "--out", str(plain)]) == 0
+    plain = tmp_path / "plain"  # the default: no average
+    assert gan.EMA_DECAY == 0
+    assert train.main([*tiny_idx, "--max-steps", "4", "--out", str(plain)]) == 0
     arrays, _ = checkpoint.load(plain / "checkpoints" / "last.npz")
     assert not any(k.startswith("G_ema.") or k == "ema_updates" for k in arrays)
     assert not (plain / "samples" / "final_raw.png").exists()
@@ -107,8 +110,8 @@ def test_a_run_keeps_the_average_in_its_checkpoint_and_samples_from_it(tmp_path,
 
 def test_the_average_does_not_change_the_training_itself(tmp_path, tiny_idx):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert train.main([*tiny_idx, "--max-steps", "3", "--out", str(a)]) == 0
-    assert train.main([*tiny_idx, "--max-steps", "3", "--ema-decay", "0", "--out", str(b)]) == 0
+    assert train.main([*tiny_idx, "--max-steps", "3", "--ema-decay", "0.99", "--out", str(a)]) == 0
+    assert train.main([*tiny_idx, "--max-steps", "3", "--out", str(b)]) == 0
     with_ema, meta_a = checkpoint.load(a / "checkpoints" / "last.npz")
     without, meta_b = checkpoint.load(b / "checkpoints" / "last.npz")
     assert meta_a["rng_state"] == meta_b["rng_state"]
@@ -123,7 +126,7 @@ def test_an_old_checkpoint_without_an_average_resumes_with_one(tmp_path, tiny_id
     arrays, meta = checkpoint.load(last)
     del meta["config"]["ema_decay"]  # written before the average existed
     checkpoint.save(last, arrays, meta)
-    assert train.main(["--resume", str(last), "--max-steps", "4"]) == 0
+    assert train.main(["--resume", str(last), "--max-steps", "4", "--ema-decay", "0.99"]) == 0
     arrays, _ = checkpoint.load(last)
     assert int(arrays["ema_updates"]) == 2  # started at the resumed G
 
@@ -137,7 +140,17 @@ def test_bad_ema_decay_is_one_line(tiny_idx, capsys, value):
 
 def test_the_score_goes_into_metrics_csv_and_quality_png(tmp_path, tiny_idx):
     out, unscored = tmp_path / "run", tmp_path / "unscored"
-    argv = [*tiny_idx, "--epochs", "3", "--score-every", "2", "--out", str(out)]
+    argv = [
+        *tiny_idx,
+        "--epochs",
+        "3",
+        "--score-every",
+        "2",
+        "--ema-decay",
+        "0.9",
+        "--out",
+        str(out),
+    ]
     assert train.main(argv) == 0
     rows = (out / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -173,3 +186,17 @@ def test_score_every_on_a_dataset_without_a_judge_is_one_line(tmp_path, capsys):
     assert train.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --score-every") and "\n" not in err
+
+
+def test_a_resume_keeps_the_average_and_dropping_it_is_said(tmp_path, tiny_idx, capsys):
+    out = tmp_path / "run"
+    assert train.main([*tiny_idx, "--max-steps", "2", "--ema-decay", "0.9", "--out", str(out)]) == 0
+    last = out / "checkpoints" / "last.npz"
+    assert train.main(["--resume", str(last), "--max-steps", "3"]) == 0  # the checkpoint's 0.9
+    arrays, meta = checkpoint.load(last)
+    assert meta["config"]["ema_decay"] == 0.9 and int(arrays["ema_updates"]) == 3
+    capsys.readouterr()
+    assert train.main(["--resume", str(last), "--max-steps", "4", "--ema-decay", "0"]) == 0
+    assert "averaged generator is dropped" in capsys.readouterr().err
+    arrays, _ = checkpoint.load(last)
+    assert not any(k.startswith("G_ema.") for k in arrays)
