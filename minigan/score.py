@@ -330,6 +330,11 @@ def main(argv=None) -> int:
             from . import sample
 
             G = sample.load_generator(args.checkpoint, raw=args.raw)
+            if (G.channels, G.image_size) != (1, 28):  # before drawing thousands of samples
+                raise ValueError(
+                    f"{args.checkpoint}: its generator makes {G.channels}x{G.image_size}x"
+                    f"{G.image_size} images; the judges score 1x28x28 (grey 28x28) ones"
+                )
             dataset = args.dataset or _trained_on(args.checkpoint)
             judge_path(dataset)
             images = sample.generate(G, args.n, args.seed)

@@ -336,3 +336,15 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, argv, mess
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_cli_refuses_a_generator_the_judges_cannot_score_before_sampling(tmp_path, capsys):
+    with backend.using("numpy", seed=0):
+        G = Generator(8, 4, 3, 32)  # CIFAR-sized colour images
+        meta = dict(format="minigan-weights", nz=8, ngf=4, channels=3, image_size=32)
+        arrays = {f"G.{k}": v for k, v in G.state_dict().items()}
+        checkpoint.save(tmp_path / "G.npz", arrays, meta)
+    argv = ["--checkpoint", str(tmp_path / "G.npz"), "--n", "100000000", "--dataset", "mnist"]
+    assert score.main([*argv, "--backend", "numpy"]) == 2  # at once: no 10^8 samples drawn
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3x32x32 images; the judges score 1x28x28" in err
