@@ -216,7 +216,13 @@ class Run:
                     and not within
                     and (epochs_done % self.score_every == 0 or epochs_done == c["epochs"])
                 )
-                self.log(m, seconds, self.scores() if scored else {})
+                scores = {}
+                if scored:
+                    bar.set_description(f"epoch {epoch + 1}/{c['epochs']}, scoring")
+                    scores = self.scores()
+                    said = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+                    bar.write(f"epoch {epochs_done}: quality score {said} (lower is better)")
+                self.log(m, seconds, scores)
                 bar.set_postfix(
                     {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",
                      "D(x)": f"{m['d_real']:.2f}", "D(G(z))": f"{m['d_fake']:.2f}"},

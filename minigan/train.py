@@ -121,7 +121,7 @@ def build_parser():
         "--ema-decay",
         type=float,
         help="sample from an exponential moving average of G's weights with this decay "
-        f"(grids, checkpoints, minigan.sample, the score); 0: off (default: {d['ema_decay']})",
+        f"(grids, checkpoints, minigan.sample, the score); 0: off (default: {d['ema_decay']:g})",
     )
     p.add_argument(
         "--seed", type=int, help=f"seed for weights, noise and shuffling (default: {d['seed']})"
