@@ -111,8 +111,11 @@ def plot_quality(metrics_path, png_path):
     for key, rows in scored.items():
         ax.plot(table["epoch"][rows], table[key][rows], "o-", label=labels[key])
     ax.set_xlabel("epoch")
-    ax.set_ylabel("Frechet distance in the judge's features (lower is better)")
-    ax.set_yscale("log")
+    ax.set_ylabel("Fréchet distance (lower is better)")
+    ax.set_title("quality score: minigan.score, in the judge's features", fontsize=10)
+    values = np.concatenate([table[key][rows] for key, rows in scored.items()])
+    if values.min() > 0 and values.max() / values.min() > 10:  # early runs fall steeply
+        ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
