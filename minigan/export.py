@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checkpoint
+from . import __version__, backend, checkpoint
 from .models import dcgan
 from .models.dcgan import Discriminator, Generator
 
@@ -381,6 +381,11 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
+    try:
+        backend.current()  # MINIGAN_BACKEND's backend, or its one-line reason it cannot run
+    except ValueError as e:  # an unknown name, or BackendUnavailable
+        print(f"error: MINIGAN_BACKEND: {e}", file=sys.stderr)
+        return 2
     try:
         if args.checkpoint is not None:
             for name, target in (("--out", out), ("--discriminator", args.discriminator)):

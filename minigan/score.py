@@ -257,11 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset",
         help=f"which judge: {', '.join(JUDGES)} (default with --checkpoint: its training data)",
     )
-    parser.add_argument("--n", type=int, default=10000, help="samples to draw (default 10000)")
+    parser.add_argument("--n", type=int, help="samples to draw (default 10000)")
     parser.add_argument(
         "--raw", action="store_true", help="sample the raw generator, not its average (G_ema)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    parser.add_argument("--seed", type=int, help="seed for the noise (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--backend",
@@ -317,6 +317,11 @@ def _report(result, dataset, meta) -> str:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.samples is not None and (args.n, args.seed, args.raw) != (None, None, False):
+            raise ValueError("--n, --seed and --raw say how --checkpoint samples; "
+                             "--samples scores the file's images as they are")  # fmt: skip
+        args.n = 10000 if args.n is None else args.n
+        args.seed = 0 if args.seed is None else args.seed
         if args.n < 2:
             raise ValueError("--n must be at least 2")
         if args.dataset is not None:

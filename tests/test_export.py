@@ -508,3 +508,11 @@ def test_pth_without_pytorch_names_the_fix(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
     code, _, err = cli(["--from-pytorch", path, "--out", tmp_path / "G.npz"], capsys)
     one_line_error(code, err, "netG.pth", "pip install torch", ".safetensors")
+
+
+def test_an_unusable_backend_is_named_as_such(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backend, "_current", None)  # as in a fresh process
+    monkeypatch.setenv("MINIGAN_BACKEND", "nonsense")
+    code, out, err = cli(["--checkpoint", run, "--out", tmp_path / "G.safetensors"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: MINIGAN_BACKEND: unknown backend 'nonsense'")

@@ -321,6 +321,8 @@ def pickled_npy(path):
         (None, ["--checkpoint", "{tmp}/nothing.npz"], "no such checkpoint file"),
         (None, ["--dataset", "mnist"], "one of the arguments --samples --checkpoint is required"),
         (None, ["--checkpoint", "x", "--n", "1"], "--n must be at least 2"),
+        (lambda p: np.save(p, np.zeros((4, 1, 28, 28))), ["--dataset", "mnist", "--n", "50"],
+         "--samples scores the file's images as they are"),
     ],
 )  # fmt: skip
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, argv, message):
