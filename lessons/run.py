@@ -4,6 +4,8 @@
     python lessons/run.py 05 06         # only the lessons whose names start with 05, 06
     python lessons/run.py --fast        # MINIGAN_LESSON_FAST=1: small data, few steps, and
                                         # nothing written (what the tests run in CI)
+    python lessons/run.py --fast --solutions   # each exercise cell replaced by its
+                                        # solution: every check must pass (writes nothing)
 
 Full mode is how the stored outputs are made: run it after changing a lesson, then
 commit the notebook. A cell that raises stops the run with the cell's traceback.
@@ -12,6 +14,7 @@ commit the notebook. A cell that raises stops the run with the cell's traceback.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -19,6 +22,8 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from minigan import course
 
 HERE = Path(__file__).resolve().parent
 CELL_TIMEOUT = 1200  # seconds; the longest cell is a full-mode training run
@@ -30,10 +35,30 @@ def lessons(prefixes=()) -> list[Path]:
     return [p for p in paths if not prefixes or p.name.startswith(tuple(prefixes))]
 
 
-def execute(path: Path, fast: bool) -> nbformat.NotebookNode:
+def tagged(notebook, tag) -> list:
+    """The notebook's cells whose metadata ``tags`` include ``tag``, in order."""
+    return [cell for cell in notebook.cells if tag in cell.metadata.get("tags", [])]
+
+
+def with_solutions(notebook) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` in which the k-th ``exercise`` cell holds the source of the
+    k-th ``solution`` cell: the course as a learner who solved every exercise runs it."""
+    notebook = copy.deepcopy(notebook)
+    exercises, solutions = tagged(notebook, "exercise"), tagged(notebook, "solution")
+    if len(exercises) != len(solutions):
+        raise ValueError(f"{len(exercises)} exercise cells but {len(solutions)} solution cells")
+    for exercise, solution in zip(exercises, solutions):
+        exercise.source = solution.source
+    return notebook
+
+
+def execute(path: Path, fast: bool, solutions: bool = False) -> nbformat.NotebookNode:
     """Run every cell of the notebook at ``path`` in a fresh kernel, in the lessons
-    folder, with ``MINIGAN_LESSON_FAST`` set for fast mode; returns the executed notebook."""
+    folder, with ``MINIGAN_LESSON_FAST`` set for fast mode (and with every exercise
+    solved, for ``solutions``); returns the executed notebook."""
     notebook = nbformat.read(path, as_version=4)
+    if solutions:
+        notebook = with_solutions(notebook)
     previous = os.environ.get("MINIGAN_LESSON_FAST")
     os.environ["MINIGAN_LESSON_FAST"] = "1" if fast else "0"  # the kernel inherits it
     try:
@@ -53,10 +78,23 @@ def execute(path: Path, fast: bool) -> nbformat.NotebookNode:
     return notebook
 
 
+def check_verdict(cell) -> str:
+    """The verdict line (``minigan.course``'s) that an executed ``check`` cell printed."""
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+    marks = (course.PASSED, course.UNSOLVED, course.FAILED)
+    lines = [line for line in text.splitlines() if line.startswith(marks)]
+    return lines[-1] if lines else "(no verdict printed)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prefixes", nargs="*", help="run only lessons whose names start so")
     parser.add_argument("--fast", action="store_true", help="fast mode; write nothing")
+    parser.add_argument(
+        "--solutions",
+        action="store_true",
+        help="run each exercise cell as its solution and list the checks' verdicts; write nothing",
+    )
     args = parser.parse_args(argv)
     paths = lessons(args.prefixes)
     if not paths:
@@ -64,11 +102,14 @@ def main(argv=None) -> int:
         return 2
     for path in paths:
         start = time.perf_counter()
-        notebook = execute(path, args.fast)
-        if not args.fast:
+        notebook = execute(path, args.fast, args.solutions)
+        if not (args.fast or args.solutions):
             nbformat.write(notebook, path)
-        mode = "fast" if args.fast else "full, outputs stored"
+        mode = "fast" if args.fast else "full"
+        mode += ", solutions" if args.solutions else "" if args.fast else ", outputs stored"
         print(f"{path.name}: {time.perf_counter() - start:.0f} s ({mode})", flush=True)
+        for cell in tagged(notebook, "check"):
+            print("   ", check_verdict(cell))
     return 0
 
 
