@@ -34,6 +34,7 @@ from .backend_numpy import (  # noqa: F401  (the classes, where they have always
     Backend,
     CpuThreads,
     NumpyBackend,
+    conv_arguments,
     kernel_covers_image,
     wrong_array_message,
 )

@@ -28,7 +28,7 @@ import functools
 import cupy
 import numpy as np
 
-from .backend_numpy import Backend
+from .backend_numpy import Backend, conv_arguments
 
 # ---- convolution: gather kernels ------------------------------------------------------------
 
@@ -77,7 +77,7 @@ _INT32_VALUES = 2**31 - 1  # the most values a kernel's 32-bit indices can addre
 
 def _geometry(x_shape, kernel_size, stride, padding):
     """The int arguments both gather kernels take, in their order."""
-    (kh, kw), (sh, sw) = kernel_size, stride
+    (kh, kw), (sh, sw), padding = conv_arguments(kernel_size, stride, padding)
     (top, bottom), (left, right) = padding
     _, c, h, w = x_shape
     ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1

@@ -35,7 +35,7 @@ from numba import njit, prange
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
-from .backend_numpy import NumpyBackend
+from .backend_numpy import NumpyBackend, conv_arguments
 
 # ---- convolution ------------------------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class NumbaBackend(NumpyBackend):
     name = "numba"
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding):
-        (kh, kw), (sh, sw) = kernel_size, stride
+        (kh, kw), (sh, sw), padding = conv_arguments(kernel_size, stride, padding)
         (top, bottom), (left, right) = padding
         n, c, h, w = x_shape
         ho, wo = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1

@@ -18,6 +18,7 @@ Which backend runs, and the table of them all, is ``backend.py``'s business.
 from __future__ import annotations
 
 import concurrent.futures
+import numbers
 import os
 
 import numpy as np
@@ -98,8 +99,9 @@ class Backend:
     def im2col(self, x, kernel_size, stride, padding):
         """Unfold every receptive field of ``x`` into one row of a matrix.
 
-        x: (N, C, H, W); kernel_size (kh, kw); stride (sh, sw);
-        padding ((top, bottom), (left, right)), zeros.
+        x: (N, C, H, W); kernel_size, stride: an int or an (h, w) pair; padding (zeros)
+        as ``F.conv2d_forward`` takes it, an int p or a pair (ph, pw) for the same
+        amount on both sides, or ((top, bottom), (left, right)) (``conv_arguments``).
         Returns cols: (N*Ho*Wo, kh*kw*C), one row per output position (n, i, j), its
         entries ordered (u, v, c), where Ho = (H + top + bottom - kh) // sh + 1 (and
         likewise Wo). A convolution is then ``cols @ W.T``: one small linear layer
@@ -110,7 +112,7 @@ class Backend:
         exposes every patch without copying; the reshape at the end makes the copy
         the matrix product wants, in long contiguous runs.
         """
-        (kh, kw), (sh, sw) = kernel_size, stride
+        (kh, kw), (sh, sw), padding = conv_arguments(kernel_size, stride, padding)
         x = self._pad_channels_last(x, padding)
         n, hp, wp, c = x.shape
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
@@ -125,7 +127,8 @@ class Backend:
     def col2im(self, cols, x_shape, kernel_size, stride, padding):
         """The adjoint of ``im2col``: add every row back where its patch came from.
 
-        cols: (N*Ho*Wo, kh*kw*C); x_shape (N, C, H, W) of the unpadded image.
+        cols: (N*Ho*Wo, kh*kw*C); x_shape (N, C, H, W) of the unpadded image;
+        kernel_size, stride and padding as ``im2col`` takes them.
         Returns x: (N, C, H, W), the sum of all patch entries that fall on each pixel
         (padding positions are cropped away).
 
@@ -135,8 +138,8 @@ class Backend:
         sum is built channels-last, like im2col's copy, so every run is C long.
         """
         xp = self.xp
-        (kh, kw), (sh, sw) = kernel_size, stride
-        (top, bottom), (left, right) = padding
+        kernel_size, (sh, sw), padding = conv_arguments(kernel_size, stride, padding)
+        (kh, kw), ((top, bottom), (left, right)) = kernel_size, padding
         n, c, h, w = x_shape
         hp, wp = h + top + bottom, w + left + right
         ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
@@ -344,10 +347,60 @@ def wrong_array_message(a, backend_name, where) -> str:
     return f"{where}: got a {kind}, but this layer is on the {backend_name!r} backend; {fix}"
 
 
+def conv_arguments(kernel_size, stride, padding):
+    """The geometry arguments of ``im2col`` / ``col2im`` in the one form kernels use:
+    ((kh, kw), (sh, sw), ((top, bottom), (left, right))).
+
+    kernel_size and stride: an int or an (h, w) pair. padding: an int p (p on all
+    four sides), a pair (ph, pw) (ph above and below, pw left and right, as
+    ``F.conv2d_forward`` takes it), or ((top, bottom), (left, right)) for uneven
+    sides (a transposed convolution's output_padding crops less at the bottom).
+    Anything else is a one-line ValueError.
+    """
+    kernel_size = _int_pair(kernel_size, "kernel_size", minimum=1)
+    stride = _int_pair(stride, "stride", minimum=1)
+    try:
+        if _is_int(padding) or all(map(_is_int, _as_tuple(padding))):
+            ph, pw = _int_pair(padding, "padding")
+            return kernel_size, stride, ((ph, ph), (pw, pw))
+        vertical, horizontal = _as_tuple(padding)
+        if not len(_as_tuple(vertical)) == len(_as_tuple(horizontal)) == 2:
+            raise ValueError("not two (before, after) pairs")
+        return kernel_size, stride, (_int_pair(vertical, ""), _int_pair(horizontal, ""))
+    except ValueError:
+        raise ValueError(
+            "padding must be an int, an (h, w) pair or ((top, bottom), (left, right)) "
+            f"of ints >= 0, got {padding!r}"
+        ) from None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _as_tuple(value) -> tuple:
+    """``value`` as a tuple if it is a sequence (list, tuple, array), else ()."""
+    try:
+        return tuple(value)
+    except TypeError:
+        return ()
+
+
+def _int_pair(value, name, minimum=0) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints >= minimum, as a pair of ints."""
+    values = (value, value) if _is_int(value) else _as_tuple(value)
+    if len(values) != 2 or not all(_is_int(v) and v >= minimum for v in values):
+        raise ValueError(
+            f"{name} must be an int or an (h, w) pair of ints >= {minimum}, got {value!r}"
+        )
+    return int(values[0]), int(values[1])
+
+
 def kernel_covers_image(x_shape, kernel_size, padding) -> bool:
     """True when the kernel is exactly the (unpadded) image: one patch per sample,
     so the convolution is a plain matrix product (the DCGAN's first and last layers)."""
-    return tuple(x_shape[2:]) == tuple(kernel_size) and not any(sum(padding, ()))
+    kernel_size, _, padding = conv_arguments(kernel_size, 1, padding)
+    return tuple(x_shape[2:]) == kernel_size and not any(sum(padding, ()))
 
 
 def _threads_from_environment() -> int:

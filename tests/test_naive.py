@@ -1,6 +1,7 @@
 """The fast im2col convolutions against the plain loops of their definitions."""
 
 import numpy as np
+import pytest
 from cases import conv2d, conv_transpose2d
 from hypothesis import given
 from hypothesis import strategies as st
@@ -79,3 +80,40 @@ def test_im2col_rows_are_the_receptive_fields(backend_name, data):
         top, left = i * stride[0], j * stride[1]
         patch = padded[s, :, top : top + kh, left : left + kw]  # (c, kh, kw)
         np.testing.assert_array_equal(cols[row], patch.transpose(1, 2, 0).reshape(-1))
+
+
+@given(data=st.data())
+def test_im2col_and_col2im_take_padding_as_the_convolutions_do(backend_name, data):
+    """An int p and a pair (ph, pw) mean what they mean to ``F.conv2d_forward``:
+    the same as ((p, p), (p, p)) and ((ph, ph), (pw, pw)); ints for kernel and
+    stride mean square ones."""
+    bk = backend.current()
+    k, s = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    ph, pw = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    h, w = (
+        data.draw(st.integers(max(1, k - 2 * ph), 6)),
+        data.draw(st.integers(max(1, k - 2 * pw), 6)),
+    )
+    x = bk.from_numpy(np.random.default_rng(0).standard_normal((2, 3, h, w)))
+    sides = ((ph, ph), (pw, pw))
+    cols = _host(bk.im2col(x, (k, k), (s, s), sides))
+    padding_forms = [(ph, pw), [ph, pw], sides] + ([ph] if ph == pw else [])
+    for padding in padding_forms:
+        np.testing.assert_array_equal(
+            _host(bk.im2col(x, k, s, padding)), cols, err_msg=f"{padding}"
+        )
+    other = bk.from_numpy(np.random.default_rng(1).standard_normal(cols.shape))
+    back = _host(bk.col2im(other, x.shape, (k, k), (s, s), sides))
+    for padding in padding_forms:
+        np.testing.assert_array_equal(_host(bk.col2im(other, x.shape, k, s, padding)), back)
+
+
+def test_im2col_padding_that_is_no_padding_is_one_line(backend_name):
+    bk = backend.current()
+    x = bk.from_numpy(np.zeros((1, 1, 4, 4)))
+    for padding, shown in [((1, 2, 3), r"\(1, 2, 3\)"), (((1, 1), 2), r"\(\(1, 1\), 2\)"),
+                           (-1, "-1"), (1.5, "1.5")]:  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^padding must be an int, .* got {shown}$"):
+            bk.im2col(x, 3, 1, padding)
+    with pytest.raises(ValueError, match=r"^stride must be an int or an \(h, w\) pair"):
+        bk.col2im(bk.from_numpy(np.zeros((4, 9))), x.shape, 3, 0.5, 0)
