@@ -22,6 +22,7 @@ touch cancel to the last bit.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -145,13 +146,64 @@ def _random_like(array, seed):
     return backend.current().from_numpy(g)
 
 
-def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
+def _upstream_gradient(out, upstream, seed, title):
+    """The upstream gradient g of the loss sum(out * g): random from ``seed`` when
+    ``upstream`` is None, else ``upstream`` itself (a number fills out's shape; an
+    array, host or backend, must have out's shape), on the backend in out's dtype."""
+    if upstream is None:
+        return _random_like(out, seed)
+    bk = backend.current()
+    if np.ndim(upstream) == 0:
+        return bk.xp.full(out.shape, float(upstream), dtype=out.dtype)
+    g = upstream if bk.is_array(upstream) else bk.from_numpy(np.asarray(upstream))
+    if tuple(g.shape) != tuple(out.shape):
+        raise ValueError(
+            f"{title}: upstream has shape {tuple(g.shape)}, but the output it multiplies "
+            f"has shape {tuple(out.shape)}"
+        )
+    return g.astype(out.dtype, copy=False)
+
+
+def _describe(thing) -> str | None:
+    """A readable name for a function or object in a report's title.
+
+    A named function gives its name (``conv2d_forward``), a ``functools.partial``
+    the name of the function it wraps, a lambda None (the caller picks another
+    name); an object its repr, unless that is Python's default
+    ``<... object at 0x...>``, where the class name reads better."""
+    if isinstance(thing, functools.partial):
+        return _describe(thing.func)
+    name = getattr(thing, "__name__", None)
+    if name is not None:
+        return None if name == "<lambda>" else name
+    text = repr(thing)
+    return type(thing).__name__ if " object at 0x" in text else text
+
+
+def _function_title(forward, backward) -> str:
+    """forward's name; for a lambda, the name of the backward without ``_backward``
+    (a lambda around ``F.conv2d_forward`` paired with ``F.conv2d_backward`` reads
+    ``conv2d``); else ``function``."""
+    forward_name = _describe(forward)
+    if forward_name:
+        return forward_name
+    backward_name = _describe(backward)
+    if backward_name:
+        return backward_name.removesuffix("_backward")
+    return "function"
+
+
+def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE, name=None,
+                upstream=None) -> Report:  # fmt: skip
     """Check ``layer.backward`` (input gradient and every parameter's gradient).
 
     x must be float64, like the layer's parameters. The analytic gradients are
     left in the parameters' ``.grad`` (zeroed first). Randomness in the forward
     (dropout) is frozen by restarting the backend's random stream before every
     forward; the layer's parameters and buffers are restored afterwards.
+    name: the report's title (default: the layer's repr). upstream: the upstream
+    gradient g in the loss sum(layer(x) * g), a number or an array shaped like the
+    output (default: random normal from ``seed``; ``upstream=1`` is the plain sum).
     """
     _require_float64([("input", x)] + list(layer.named_parameters()))
     bk = backend.current()
@@ -161,8 +213,9 @@ def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> R
         bk.set_rng_state(rng_state)
         return layer.forward(x)
 
+    title = name or _describe(layer) or "layer"
     out = forward()
-    g = _random_like(out, seed)
+    g = _upstream_gradient(out, upstream, seed, title)
     layer.zero_grad()
     grads = {"input": layer.backward(g)}
     grads.update((name, p.grad.copy()) for name, p in layer.named_parameters())
@@ -178,26 +231,34 @@ def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> R
     ]
     layer.load_state_dict(saved_state)
     bk.set_rng_state(rng_state)
-    return Report(repr(layer), checks)
+    return Report(title, checks)
 
 
 def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
-                   tolerance=DEFAULT_TOLERANCE) -> Report:  # fmt: skip
+                   tolerance=DEFAULT_TOLERANCE, name=None, upstream=None) -> Report:  # fmt: skip
     """Check a functional pair: ``forward(*inputs) -> (out, cache)`` and
     ``backward(dout, cache) -> gradients``, one per input (None for non-arrays).
 
         check_function(lambda x, w, b: F.conv2d_forward(x, w, b, stride=2),
-                       F.conv2d_backward, [x, w, b], names=["x", "w", "b"])
+                       F.conv2d_backward, [x, w, b], names=["x", "w", "b"],
+                       name="conv2d, stride 2")
+
+    inputs: float64 arrays, perturbed in place one entry at a time (and restored).
+    name: the report's title (default: forward's name or, for a lambda, backward's
+    without ``_backward``). upstream: the upstream gradient g in the loss
+    sum(out * g), a number or an array shaped like out (default: random normal from
+    ``seed``; ``upstream=1`` is the plain sum, which can hide a wrong backward).
     """
+    title = name or _function_title(forward, backward)
     names = names or [f"input {i}" for i in range(len(inputs))]
     _require_float64([(n, a) for n, a in zip(names, inputs) if hasattr(a, "dtype")])
     out, cache = forward(*inputs)
-    g = _random_like(out, seed)
+    g = _upstream_gradient(out, upstream, seed, title)
     grads = backward(g, cache)
     grads = grads if isinstance(grads, tuple) else (grads,)
     if not len(names) == len(inputs) == len(grads):
         raise ValueError(
-            f"check_function: {len(inputs)} inputs, {len(names)} names and "
+            f"{title}: {len(inputs)} inputs, {len(names)} names and "
             f"{len(grads)} gradients; they must match one to one"
         )
 
@@ -210,17 +271,22 @@ def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
         for name, array, grad in zip(names, inputs, grads)
         if grad is not None
     ]
-    return Report(getattr(forward, "__name__", "function"), checks)
+    return Report(title, checks)
 
 
-def check_loss(loss_fn, logits, targets, eps=1e-6, tolerance=DEFAULT_TOLERANCE) -> Report:
-    """Check ``loss_fn.backward()`` (d loss / d logits) for a loss like BCEWithLogitsLoss."""
+def check_loss(loss_fn, logits, targets, eps=1e-6, tolerance=DEFAULT_TOLERANCE,
+               name=None) -> Report:  # fmt: skip
+    """Check ``loss_fn.backward()`` (d loss / d logits) for a loss like BCEWithLogitsLoss:
+    ``loss_fn(logits, targets)`` returns the scalar loss and ``loss_fn.backward()``
+    its gradient, shaped like logits (float64). name: the report's title (default:
+    the loss's repr, or its class name where the repr is Python's default)."""
     _require_float64([("logits", logits)])
     value = loss_fn(logits, targets)
     analytic = loss_fn.backward()
     numeric = numerical_gradient(lambda: loss_fn(logits, targets), logits, eps)
     noise = _noise_level(value, eps)
-    return Report(repr(loss_fn), [compare("logits", analytic, numeric, noise, tolerance)])
+    title = name or _describe(loss_fn) or "loss"
+    return Report(title, [compare("logits", analytic, numeric, noise, tolerance)])
 
 
 def away_from_kink(x, margin=1e-3):

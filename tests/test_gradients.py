@@ -100,3 +100,69 @@ def test_check_function_single_gradient_and_mismatched_names():
     w, b = np.ones((2, 3)), np.zeros(2)
     with pytest.raises(ValueError, match="3 inputs, 1 names and 3 gradients"):
         gradcheck.check_function(F.linear_forward, F.linear_backward, [x, w, b], names=["x"])
+
+
+def test_reports_are_titled_by_name_or_readably():
+    """``name=`` titles the report; without it the title is never ``<lambda>`` or an
+    object address: a lambda is named after its backward, an object by its class."""
+    x = np.random.default_rng(5).standard_normal((2, 3))
+
+    def through_lambda(**kwargs):
+        forward = lambda x: F.tanh_forward(x)  # noqa: E731
+        return gradcheck.check_function(forward, F.tanh_backward, [x], **kwargs).title
+
+    assert through_lambda() == "tanh"
+    assert through_lambda(name="tanh, by hand") == "tanh, by hand"
+    assert gradcheck.check_function(F.tanh_forward, F.tanh_backward, [x]).title == "tanh_forward"
+    assert gradcheck.check_layer(nn.Tanh(), x, name="my tanh").title == "my tanh"
+
+    class PlainLoss:  # no __repr__ of its own: Python's default names an address
+        def __init__(self):
+            self.loss = nn.BCEWithLogitsLoss()
+
+        def __call__(self, logits, targets):
+            return self.loss(logits, targets)
+
+        def backward(self):
+            return self.loss.backward()
+
+    report = gradcheck.check_loss(PlainLoss(), x, 1.0)
+    assert report.ok and report.title == "PlainLoss"
+    assert gradcheck.check_loss(PlainLoss(), x, 1.0, name="bce").title == "bce"
+    assert gradcheck.check_loss(nn.BCEWithLogitsLoss(), x, 1.0).title.startswith("BCEWithLogits")
+
+
+def test_upstream_ones_is_the_plain_sum_that_a_wrong_batchnorm_backward_passes():
+    """The trap the random upstream gradient exists for, shown through ``upstream=``:
+    a batch-norm backward that treats sigma as a constant is exact for g = 1, so
+    ``upstream=1`` passes it and the random default catches it."""
+
+    def sigma_as_constant(dout, cache):
+        _, dgamma, dbeta = F.batchnorm_backward(dout, cache)
+        dx = cache["gamma"] * cache["inv_std"] * (dout - dout.mean(axis=0))
+        return dx, dgamma, dbeta
+
+    x = np.random.default_rng(6).standard_normal((5, 3))
+    inputs, names = [x, np.full(3, 1.5), np.zeros(3)], ["x", "gamma", "beta"]
+
+    def check(**kwargs):
+        return gradcheck.check_function(
+            F.batchnorm_forward, sigma_as_constant, inputs, names, **kwargs
+        )
+
+    assert check(upstream=1).ok, str(check(upstream=1))
+    assert check(upstream=np.ones((5, 3))).ok
+    random_upstream = check()
+    assert not random_upstream.ok and not random_upstream[0].ok, str(random_upstream)
+    assert check(upstream=np.random.default_rng(0).standard_normal((5, 3)))[0].ok is False
+
+
+def test_an_upstream_of_the_wrong_shape_is_one_line():
+    x = np.random.default_rng(7).standard_normal((2, 3))
+    with pytest.raises(ValueError) as error:
+        gradcheck.check_function(F.tanh_forward, F.tanh_backward, [x], upstream=np.ones((3, 2)))
+    assert str(error.value) == (
+        "tanh_forward: upstream has shape (3, 2), but the output it multiplies has shape (2, 3)"
+    )
+    with pytest.raises(ValueError, match=r"^my tanh: upstream has shape \(6,\)"):
+        gradcheck.check_layer(nn.Tanh(), x, upstream=np.ones(6), name="my tanh")
