@@ -316,6 +316,7 @@ def _demo_layers():
         (nn.Sigmoid(), image),
         (nn.Dropout(0.5), image),
         (nn.Flatten(), image),
+        (nn.Identity(), image),
         (nn.Reshape(5, 18), image),
         (nn.Upsample(scale_factor=2), image),
         (

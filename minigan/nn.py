@@ -21,7 +21,7 @@ from .module import Module, Parameter, Sequential, float_dtype, pair_at_least, p
 __all__ = [
     "Module", "Parameter", "Sequential", "Conv2d", "ConvTranspose2d", "Linear",
     "BatchNorm1d", "BatchNorm2d", "LeakyReLU", "ReLU", "Tanh", "Sigmoid", "Dropout",
-    "Flatten", "Reshape", "Upsample", "BCEWithLogitsLoss",
+    "Flatten", "Reshape", "Upsample", "Identity", "BCEWithLogitsLoss",
 ]  # fmt: skip
 
 
@@ -340,6 +340,23 @@ class Dropout(Elementwise):
 
     def extra_repr(self):
         return f"p={self.p}"
+
+
+class Identity(Module):
+    """y = x: a placeholder that keeps a layer's place (and the ``main.<i>`` numbering
+    of the layers after it) where a model leaves a layer out, e.g. a DCGAN without
+    batch norm. Like PyTorch's, it takes and ignores any arguments. x: any shape."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def forward(self, x):
+        return self.remember(x, None)
+
+    def backward(self, grad_output, input_grad=True):
+        """dy/dx = 1: the upstream gradient passes through unchanged."""
+        self.saved(grad_output)  # checks its shape against the forward's output
+        return grad_output
 
 
 class Flatten(Module):

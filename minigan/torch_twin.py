@@ -35,6 +35,7 @@ _MAKERS = {
     "Sigmoid": lambda m: torch.nn.Sigmoid(),
     "Dropout": lambda m: torch.nn.Dropout(m.p),
     "Flatten": lambda m: torch.nn.Flatten(m.start_dim, m.end_dim),
+    "Identity": lambda m: torch.nn.Identity(),
     "Reshape": lambda m: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Unflatten(1, m.shape)),
     "Upsample": lambda m: torch.nn.Upsample(scale_factor=m.scale_factor, mode="nearest"),
 }  # fmt: skip

@@ -136,6 +136,11 @@ def flatten(draw, dtype):
 
 
 @st.composite
+def identity(draw, dtype):
+    return nn.Identity(), _array(draw, draw(_any_shape), dtype)
+
+
+@st.composite
 def reshape(draw, dtype):
     n, a, b, c = draw(sizes), draw(sizes), draw(sizes), draw(sizes)
     return nn.Reshape(a * b, c), _array(draw, (n, a, b * c), dtype)
@@ -174,6 +179,7 @@ CASES = {
     "Sigmoid": sigmoid,
     "Dropout": dropout,
     "Flatten": flatten,
+    "Identity": identity,
     "Reshape": reshape,
     "Upsample": upsample,
     "Sequential": sequential,

@@ -215,6 +215,27 @@ def test_pytorch_style_arguments():
     assert nn.Reshape((4, 15))(x).shape == (2, 4, 15)
 
 
+def test_identity_passes_values_and_gradients_through(backend_name):
+    """nn.Identity keeps a layer's place: no parameters, no state-dict keys, y = x and
+    dx = dy; the upstream gradient is still checked against the forward's output."""
+    bk = backend.current()
+    x = bk.from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3))
+    layer = nn.Identity(54, unused_argument=0.1)  # like PyTorch's: arguments are ignored
+    assert repr(layer) == "Identity()" and layer.state_dict() == {}
+    assert layer.num_parameters() == 0
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(x)
+    assert layer(x) is x
+    g = bk.from_numpy(np.full((2, 3), -2.0, dtype=np.float32))
+    assert layer.backward(g) is g
+    with pytest.raises(
+        ValueError, match=r"^Identity\(\)\.backward: grad_output has shape \(3, 2\)"
+    ):
+        layer.backward(g.reshape(3, 2))
+    model = nn.Sequential(nn.Linear(3, 2), nn.Identity(), nn.Tanh())
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+
+
 def test_relu_of_infinities():
     out = nn.ReLU()(np.array([-np.inf, np.inf, -1.0], dtype=np.float32))
     assert out.tolist() == [0.0, np.inf, 0.0] and not np.signbit(out).any()
