@@ -97,26 +97,38 @@ def plot_losses(metrics_path, png_path):
 
 
 def plot_quality(metrics_path, png_path):
-    """quality.png: the quality score (minigan.score's Frechet distance, lower is
-    better) of G and, when there is one, of the averaged generator, per epoch."""
+    """quality.png: the quality score of G and, when there is one, of the averaged
+    generator, per epoch: minigan.score's Fréchet distance (lower is better) and, where
+    the metrics hold it, the legible share (higher is better) beside it."""
     table = _read_metrics(metrics_path)
     names = () if table is None else table.dtype.names
-    scored = {k: np.isfinite(table[k]) for k in ("fd", "fd_ema") if k in names}
+    keys = [k for k in ("fd", "fd_ema", "legible", "legible_ema") if k in names]
+    scored = {k: np.isfinite(table[k]) for k in keys}
     scored = {k: rows for k, rows in scored.items() if rows.any()}
-    if not scored:
+    if not any(k.startswith("fd") for k in scored):
         return
-    labels = {"fd": "G", "fd_ema": "averaged G"}
+    panels = [("fd", "Fréchet distance (lower is better)")]
+    if any(k.startswith("legible") for k in scored):
+        panels.append(("legible", "legible share (higher is better)"))
+    labels = {"": "G", "_ema": "averaged G"}
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for key, rows in scored.items():
-        ax.plot(table["epoch"][rows], table[key][rows], "o-", label=labels[key])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Fréchet distance (lower is better)")
-    ax.set_title("quality score: minigan.score, in the judge's features", fontsize=10)
-    values = np.concatenate([table[key][rows] for key, rows in scored.items()])
-    if values.min() > 0 and values.max() / values.min() > 10:  # early runs fall steeply
-        ax.set_yscale("log")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1, 4), squeeze=False)
+    for ax, (metric, ylabel) in zip(axes[0], panels):
+        drawn = [(metric + s, label) for s, label in labels.items() if metric + s in scored]
+        for key, label in drawn:
+            rows = scored[key]
+            values = table[key][rows] * (100 if metric == "legible" else 1)
+            ax.plot(table["epoch"][rows], values, "o-", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel.replace("share", "share (%)") if metric == "legible" else ylabel)
+        if metric == "fd":
+            values = np.concatenate([table[k][scored[k]] for k, _ in drawn])
+            if values.min() > 0 and values.max() / values.min() > 10:  # early runs fall steeply
+                ax.set_yscale("log")
+        else:
+            ax.set_ylim(0, 100)
+        ax.legend()
+    fig.suptitle("quality score: minigan.score, in the judge's features", fontsize=10)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)

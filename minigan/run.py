@@ -26,7 +26,9 @@ from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 
 FIXED_NOISE = 64  # samples in every grid
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
-SCORES = ("fd", "fd_ema")  # the quality score of G and, when there is one, of the average
+# The quality score (minigan.score) of G and, when there is one, of the average: the
+# Fréchet distance and the legible share (new columns go last: older files still resume).
+SCORES = ("fd", "fd_ema", "legible", "legible_ema")
 SCORE_STEPS = 1000  # by default, score every this many steps or so (whole epochs), and the last
 SCORE_SAMPLES = 10_000  # as many as `python -m minigan.score` draws: the same number
 
@@ -145,18 +147,32 @@ class Run:
         return every or 0
 
     def scores(self) -> dict:
-        """The quality score (Frechet distance in the judge's features, minigan.score)
-        of G and, when there is one, of the averaged generator the grids show."""
+        """The quality score (minigan.score: the Fréchet distance in the judge's features
+        and the legible share) of G and, when there is one, of the averaged generator
+        the grids show: {"fd": ..., "legible": ..., "fd_ema": ..., "legible_ema": ...}."""
         from . import sample, score
 
         result = {}
-        for key, raw in (("fd", True), ("fd_ema", False)):
+        for suffix, raw in (("", True), ("_ema", False)):
             if not raw and self.trainer.G_ema is None:
                 continue
             fake = sample.generate(self.trainer.generator(raw).eval(), SCORE_SAMPLES, seed=0)
             self.G.train()
-            result[key] = score.evaluate(fake, self.config["dataset"])["fd"]
+            scored = score.evaluate(fake, self.config["dataset"])
+            result["fd" + suffix], result["legible" + suffix] = scored["fd"], scored["legible"]
         return result
+
+    def describe_scores(self, scores) -> str:
+        """One line for the console: 'fd 7.59, legible 49.5% (real digits: 96.4%)'."""
+        from . import score
+
+        said = []
+        for suffix, who in (("", ""), ("_ema", "averaged G: ")):
+            if "fd" + suffix in scores:
+                fd, legible = scores["fd" + suffix], scores["legible" + suffix]
+                said.append(f"{who}fd {fd:.2f} (lower is better), legible {legible:.1%}")
+        real = score.real_legible(self.config["dataset"])
+        return "; ".join(said) + ("" if real is None else f" (real images: {real:.1%})")
 
     def _keep_metrics_up_to(self, step):
         """Start metrics.csv, or (resuming) drop rows after the checkpoint's step."""
@@ -220,8 +236,7 @@ class Run:
                 if scored:
                     bar.set_description(f"epoch {epoch + 1}/{c['epochs']}, scoring")
                     scores = self.scores()
-                    said = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
-                    bar.write(f"epoch {epochs_done}: quality score {said} (lower is better)")
+                    bar.write(f"epoch {epochs_done}: quality {self.describe_scores(scores)}")
                 self.log(m, seconds, scores)
                 bar.set_postfix(
                     {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",

@@ -10,9 +10,12 @@ What this module holds:
   ``judge(dataset)``    the shipped judge of a dataset, with the mean and covariance of
                         its held-out real images' features (``minigan/assets/judge_*.npz``,
                         written by ``benchmarks/train_judge.py``);
-  ``evaluate``          the score of a batch of images: the Fréchet distance, the share of
-                        images the judge puts in each class, that share's entropy and the
-                        judge's mean confidence;
+  ``evaluate``          the score of a batch of images: the Fréchet distance, the legible
+                        share (images the judge classifies with probability >= 0.9), the
+                        share of images the judge puts in each class, that share's entropy
+                        and the judge's mean confidence;
+  ``real_legible``      the legible share of the judge's held-out real images, the mark
+                        that samples are measured against;
   ``main``              the command line.
 
 This is FID's recipe (Heusel et al. 2017) with a judge trained on the dataset itself
@@ -43,6 +46,9 @@ ASSETS = Path(__file__).parent / "assets"
 # Which judge scores which dataset: the bundled digits are MNIST digits.
 JUDGES = {"mnist5k": "mnist", "mnist": "mnist", "fashion-mnist": "fashion-mnist"}
 FEATURES, CLASSES, IMAGE_SHAPE = 64, 10, (1, 28, 28)
+# An image is "legible" when the judge is this sure of its class: a digit that a reader
+# names at a glance. Blobs and half-drawn strokes fall below it.
+LEGIBLE = 0.9
 
 
 class Judge(nn.Module):
@@ -212,6 +218,10 @@ def evaluate(images, dataset, batch_size=500) -> dict:
     floats (JSON-ready):
       fd             the Fréchet distance between the Gaussians fitted to the images'
                      features and to the held-out real images' (lower is better);
+      legible        the share of images whose top class probability is at least
+                     ``LEGIBLE`` (0.9): how many read as one clear class (compare with
+                     ``real_legible(dataset)``; read it beside fd and class_share, since
+                     a generator that draws one crisp digit 10,000 times scores 1.0);
       class_share    [10]: the share of images the judge puts in each class;
       class_entropy  that share's entropy in nats (ln 10 = 2.303 for an even spread;
                      mode collapse lowers it);
@@ -227,11 +237,34 @@ def evaluate(images, dataset, batch_size=500) -> dict:
     nonzero = share[share > 0]
     return {
         "fd": frechet_distance(*statistics(features), model.mu, model.sigma),
+        "legible": float((probabilities.max(axis=1) >= LEGIBLE).mean()),
         "class_share": [float(s) for s in share],
         "class_entropy": float(0.0 - (nonzero * np.log(nonzero)).sum()),  # 0.0, not -0.0
         "confidence": float(probabilities.max(axis=1).mean()),
         "n": len(x),
     }
+
+
+_REAL_LEGIBLE = {}
+
+
+def real_legible(dataset) -> float | None:
+    """The legible share of real images that the judge did not learn from, what a
+    perfect generator would reach: the 1,000 bundled digits the digit judge held out.
+    None for a judge whose held-out images do not ship with minigan (Fashion-MNIST's
+    are its test set)."""
+    path = judge_path(dataset)
+    if path not in _REAL_LEGIBLE:
+        from . import data
+
+        arrays, _ = checkpoint.load(path)
+        index = arrays.get("held_out_index")
+        if JUDGES[dataset] == "mnist" and index is not None:
+            held_out = data.load_bundled()[np.asarray(index)]
+            _REAL_LEGIBLE[path] = evaluate(held_out, dataset)["legible"]
+        else:
+            _REAL_LEGIBLE[path] = None
+    return _REAL_LEGIBLE[path]
 
 
 # ---- the command line -------------------------------------------------------------------
@@ -296,6 +329,11 @@ def _trained_on(path) -> str:
     return config["dataset"]
 
 
+def _real_legible_note(dataset) -> str:
+    real = real_legible(dataset)
+    return "" if real is None else f"; real held-out images: {real:.1%}"
+
+
 def _report(result, dataset, meta) -> str:
     classes = meta.get("classes") or [str(k) for k in range(CLASSES)]
     shares = [f"{c} {s:.1%}" for c, s in zip(classes, result["class_share"])]
@@ -305,6 +343,8 @@ def _report(result, dataset, meta) -> str:
         f"(held-out accuracy {meta['accuracy']:.2%})",
         f"  Fréchet distance  {result['fd']:.3f}  (lower is better; real images score "
         f"{meta['fd_real']:.3f}: {held} training images against the {held} held out)",
+        f"  legible share     {result['legible']:.1%}  (images the judge classifies with "
+        f"probability >= {LEGIBLE}{_real_legible_note(dataset)})",
         f"  class share       {'  '.join(shares[:5])}",
         f"                    {'  '.join(shares[5:])}",
         f"  class entropy     {result['class_entropy']:.3f} nats "

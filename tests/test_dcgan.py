@@ -1,5 +1,6 @@
 """The DCGAN: models, one training step, checkpoints, exact resume, the train and sample CLIs."""
 
+import io
 import os
 import signal
 from pathlib import Path
@@ -50,6 +51,87 @@ def test_unsupported_size_lists_the_supported_ones():
         ValueError, match="image size 48 is not supported; choose one of 16, 28, 32, 64, 128"
     ):
         Generator(image_size=48)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_without_batch_norm_identity_holds_its_places_and_convolutions_get_a_bias(size):
+    """batch_norm=False: every BatchNorm2d becomes an Identity (the main.<i> indices
+    and every other key stay), the convolution each followed gets a bias, and the
+    convolutions no batch norm followed (G's last, D's first and last) still have none."""
+    for make in (lambda bn: Generator(8, 4, 3, size, batch_norm=bn),
+                 lambda bn: Discriminator(4, 3, size, batch_norm=bn)):  # fmt: skip
+        with_bn, without = make(True), make(False)
+        assert len(with_bn.main) == len(without.main)
+        normalised = []
+        for i, (a, b) in enumerate(zip(with_bn.main, without.main)):
+            if isinstance(a, minigan.nn.BatchNorm2d):
+                assert isinstance(b, minigan.nn.Identity), (i, b)
+                normalised.append(i - 1)
+            else:
+                assert type(a) is type(b), (i, a, b)
+        assert normalised, "the DCGAN has batch norm to leave out"
+        convs = [i for i, a in enumerate(with_bn.main) if hasattr(a, "kernel_size")]
+        assert all(with_bn.main[i].bias is None for i in convs)
+        assert [i for i in convs if without.main[i].bias is not None] == normalised
+        keys = {k for k in with_bn.state_dict() if int(k.split(".")[1]) - 1 not in normalised}
+        assert set(without.state_dict()) == keys | {f"main.{i}.bias" for i in normalised}
+        assert "batch_norm=False" in repr(without) and "batch_norm" not in repr(with_bn)
+    G, D = Generator(8, 4, 3, size, batch_norm=False), Discriminator(4, 3, size, batch_norm=False)
+    assert "1: Identity" in G.summary(file=io.StringIO())
+    std = float(np.std(backend.current().to_numpy(G.main[0].weight.data)))
+    assert 0.015 < std < 0.025  # dcgan_init reached the biased convolutions' weights
+    fake = G(backend.current().randn((2, 8, 1, 1)))
+    assert fake.shape == (2, 3, size, size) and D(fake).shape == (2, 1)
+
+
+def test_a_dcgan_without_batch_norm_trains(backend_name):
+    minigan.manual_seed(0)
+    G, D = Generator(8, 4, 1, 28, batch_norm=False), Discriminator(4, 1, 28, batch_norm=False)
+    trainer = GANTrainer(G, D, nz=8)
+    bias = backend.current().to_numpy(G.main[0].bias.data).copy()
+    real = np.random.default_rng(0).integers(0, 256, (4, 1, 28, 28), dtype=np.uint8)
+    metrics = [trainer.step(real) for _ in range(2)]
+    assert all(np.isfinite(list(m.values())).all() for m in metrics)
+    assert not np.array_equal(backend.current().to_numpy(G.main[0].bias.data), bias)
+
+
+def test_decode_runs_g_in_eval_mode_in_batches_and_restores_the_modes(backend_name):
+    """decode(G, z) is G(z) in eval mode: each image depends on its own code only, so
+    any batch size gives the same images; (N, nz) and (N, nz, 1, 1), host or backend
+    codes agree; every layer's train/eval flag is as it was afterwards."""
+    bk = backend.current()
+    minigan.manual_seed(1)
+    G = Generator(8, 4, 1, 28)
+    G.main[1].running_mean[...] = 0.5  # eval mode differs from train mode
+    G.main[4].eval()  # a mix of modes, to be restored as it was
+    modes = [m.training for m in G.modules()]
+    z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    out = sample.decode(G, z)
+    assert out.shape == (5, 1, 28, 28) and out.dtype == np.float32 and isinstance(out, np.ndarray)
+    assert np.abs(out).max() <= 1
+    assert [m.training for m in G.modules()] == modes
+    G.eval()
+    expected = bk.to_numpy(G(bk.from_numpy(z.reshape(5, 8, 1, 1))))
+    G.train()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sample.decode(G, z, batch_size=2), out, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(sample.decode(G, bk.from_numpy(z.reshape(5, 8, 1, 1))), out)
+    np.testing.assert_array_equal(sample.decode(G, z.astype(np.float64)), out)
+    assert sample.decode(G, z[:0]).shape == (0, 1, 28, 28)
+    np.testing.assert_array_equal(
+        sample.generate(G, 3, seed=4),
+        sample.decode(G, np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)),
+    )
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 7), (5, 8, 2, 2), (5, 8, 1)])
+def test_decode_refuses_codes_of_the_wrong_shape_in_one_line(shape):
+    G = Generator(8, 4, 1, 28)
+    with pytest.raises(ValueError) as error:
+        sample.decode(G, np.zeros(shape, np.float32))
+    assert str(error.value) == (
+        f"decode: z has shape {shape}; this generator takes codes of shape (N, 8) or (N, 8, 1, 1)"
+    )
 
 
 def test_summary_table(capsys):
@@ -140,7 +222,7 @@ def test_cli_run_leaves_everything_a_person_wants(tmp_path, tiny_idx, capsys):
     for name in files:
         assert (out / name).is_file(), name
     rows = (out / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds,fd,fd_ema"
+    assert rows[0] == "step,epoch,loss_d,loss_g,d_real,d_fake,seconds,fd,fd_ema,legible,legible_ema"
     assert len(rows) == 1 + 4
     _, meta = checkpoint.load(out / "checkpoints" / "last.npz")
     assert meta["step"] == 4 and meta["config"]["ngf"] == 4 and meta["channels"] == 1

@@ -159,11 +159,13 @@ def test_the_score_goes_into_metrics_csv_and_quality_png(tmp_path, tiny_idx):
     assert (out / "quality.png").is_file()
     # the last row's numbers are the score of the checkpoint's generators, as minigan.score gives
     with backend.using("numpy"):
-        for key, raw in (("fd", True), ("fd_ema", False)):
+        for suffix, raw in (("", True), ("_ema", False)):
             G = sample.load_generator(out, raw=raw)
             fake = sample.generate(G, run.SCORE_SAMPLES, seed=0)
-            expected = score.evaluate(fake, "mnist")["fd"]
-            assert float(scored[-1][key]) == pytest.approx(expected, rel=1e-5), key
+            expected = score.evaluate(fake, "mnist")
+            for key in ("fd", "legible"):
+                got = float(scored[-1][key + suffix])
+                assert got == pytest.approx(expected[key], rel=1e-5, abs=1e-9), key + suffix
     # scoring leaves the training alone: the same weights and random stream as unscored
     argv = [*tiny_idx, "--epochs", "3", "--score-every", "0", "--out", str(unscored)]
     assert train.main(argv) == 0

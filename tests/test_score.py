@@ -186,6 +186,32 @@ def test_real_fashion_images_score_near_zero_and_noise_far_higher(tmp_path, monk
     assert real["class_entropy"] > 0.99 * math.log(10)
 
 
+def test_the_legible_share_counts_images_the_judge_is_sure_of(real_digits):
+    images, real = real_digits
+    with backend.using("numpy"):
+        _, logits = score.features_and_logits(score.judge("mnist5k"), score.as_judge_input(images))
+    top = score.softmax(logits).max(axis=1)
+    assert real["legible"] == pytest.approx(np.mean(top >= score.LEGIBLE))
+    # Blurring the digits (a 3x3 box, four times) leaves the judge unsure of many.
+    blurred = images.astype(np.float32) / 127.5 - 1
+    for _ in range(4):
+        padded = np.pad(blurred, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-1)
+        blurred = sum(padded[..., i : i + 28, j : j + 28] for i in range(3) for j in range(3)) / 9
+    with backend.using("numpy"):
+        blurry = score.evaluate(blurred.astype(np.float32), "mnist5k")
+    assert blurry["legible"] < real["legible"] - 0.2, (blurry["legible"], real["legible"])
+
+
+def test_real_held_out_digits_set_the_mark_for_legibility():
+    with backend.using("numpy"):
+        mark = score.real_legible("mnist5k")
+        arrays, _ = checkpoint.load(score.judge_path("mnist"))
+        held_out = data.load_bundled()[arrays["held_out_index"]]
+        assert mark == score.evaluate(held_out, "mnist")["legible"]
+    assert 0.9 < mark < 1.0  # the judge is sure of most real digits, not all
+    assert score.real_legible("fashion-mnist") is None  # its held-out images are not shipped
+
+
 def test_a_fresh_generator_scores_far_worse_than_real_images(real_digits, fresh_generator_score):
     _, real = real_digits
     assert fresh_generator_score["fd"] > 20 * real["fd"]
@@ -298,6 +324,11 @@ def test_cli_samples_a_checkpoint_and_reads_its_dataset(tmp_path, capsys):
     assert score.main(["--checkpoint", str(out), "--n", "50", "--json", "--backend", "numpy"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["dataset"] == "mnist5k" and result["n"] == 50 and result["fd"] > 0
+    assert 0 <= result["legible"] <= 1
+    assert score.main(["--checkpoint", str(out), "--n", "50", "--backend", "numpy"]) == 0
+    report = capsys.readouterr().out
+    assert f"legible share     {result['legible']:.1%}" in report
+    assert f"real held-out images: {score.real_legible('mnist5k'):.1%}" in report
 
 
 def pickled_npy(path):
