@@ -39,6 +39,8 @@ WEIGHTS_FORMAT = "minigan-weights"  # a checkpoint.save file of G.* (and D.*) ar
 TORCH_SUFFIXES = (".pt", ".pth")
 # Wrappers that prefix every key: DataParallel / DistributedDataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Settings that metadata written before they existed does not record: what those files hold.
+RECORDED_DEFAULTS = {"batch_norm": True}
 
 
 class WeightsError(checkpoint.CheckpointError):
@@ -104,8 +106,19 @@ def load_checked(model, state, source="state dict"):
 
 def generator_from_state_dict(state, source="state dict") -> Generator:
     """A minigan Generator (eval mode, current backend) holding a DCGAN generator's
-    state dict: its architecture read from the shapes, every key and shape checked."""
-    return build(Generator, _config(dcgan.generator_config, state, source), state, source)
+    state dict: its architecture read from the shapes, every key and shape checked.
+    A discriminator's state dict, an easy slip, is named as such."""
+    try:
+        return build(Generator, _config(dcgan.generator_config, state, source), state, source)
+    except WeightsError as e:
+        try:
+            load_checked(Discriminator(**dcgan.discriminator_config(state)), state)
+        except (WeightsError, ValueError):
+            raise e from None
+        raise WeightsError(
+            f"{e}; it looks like a discriminator (python -m minigan.export --from-pytorch "
+            f"takes one with --discriminator)"
+        ) from None
 
 
 def discriminator_from_state_dict(state, source="state dict") -> Discriminator:
@@ -266,6 +279,7 @@ def _config(read_config, state, source) -> dict:
 def _from_checkpoint(model, read_config, state, meta, path):
     config = _config(read_config, state, path)
     recorded = meta.get("config", {}) if meta.get("format") == "minigan-dcgan" else meta
+    recorded = {**RECORDED_DEFAULTS, **recorded}
     recorded = {**recorded, "channels": meta.get("channels"), "image_size": meta.get("image_size")}
     for key, value in config.items():
         if recorded.get(key) != value:
@@ -288,11 +302,11 @@ def export_checkpoint(path, out, discriminator_out=None, raw=False) -> dict:
     if isinstance(meta.get("step"), int):
         common["step"] = meta["step"]
     g_meta = dict(common, model="Generator", weights=prefix[:-1], nz=G.nz, ngf=G.ngf)
-    g_meta.update(nc=G.channels, image_size=G.image_size)
+    g_meta.update(nc=G.channels, image_size=G.image_size, batch_norm=G.batch_norm)
     written = {"G": (save_safetensors(out, G.state_dict(), _strings(g_meta)), G)}
     if D is not None:
         d_meta = dict(common, model="Discriminator", ndf=D.ndf, nc=D.channels)
-        d_meta.update(image_size=D.image_size, output="logits")
+        d_meta.update(image_size=D.image_size, batch_norm=D.batch_norm, output="logits")
         written["D"] = (save_safetensors(discriminator_out, D.state_dict(), _strings(d_meta)), D)
     return written
 
@@ -300,20 +314,11 @@ def export_checkpoint(path, out, discriminator_out=None, raw=False) -> dict:
 def import_pytorch(generator_path, out, discriminator_path=None) -> tuple[Generator, object]:
     """PyTorch DCGAN state dicts -> a minigan weights file at ``out`` that
     ``minigan.sample.load_generator`` reads. Returns (G, D or None)."""
-    g_state = read_state_dict(generator_path)
-    try:
-        G = generator_from_state_dict(g_state, generator_path)
-    except WeightsError as e:  # a discriminator passed as the generator is an easy slip
-        try:
-            load_checked(Discriminator(**dcgan.discriminator_config(g_state)), g_state)
-        except (WeightsError, ValueError):
-            raise e from None
-        raise WeightsError(
-            f"{e}; it looks like a discriminator: pass it with --discriminator"
-        ) from None
+    G = generator_from_state_dict(read_state_dict(generator_path), generator_path)
     arrays = {f"G.{key}": a for key, a in G.state_dict().items()}
     meta = dict(format=WEIGHTS_FORMAT, minigan_version=__version__, nz=G.nz, ngf=G.ngf)
-    meta.update(channels=G.channels, image_size=G.image_size, source=Path(generator_path).name)
+    meta.update(channels=G.channels, image_size=G.image_size, batch_norm=G.batch_norm)
+    meta.update(source=Path(generator_path).name)
     D = None
     if discriminator_path is not None:
         D = discriminator_from_state_dict(read_state_dict(discriminator_path), discriminator_path)
@@ -324,6 +329,12 @@ def import_pytorch(generator_path, out, discriminator_path=None) -> tuple[Genera
                 f"{G.channels}-channel {G.image_size}x{G.image_size} ones"
             )
         arrays.update({f"D.{key}": a for key, a in D.state_dict().items()})
+        if D.batch_norm != G.batch_norm:
+            raise WeightsError(
+                f"{discriminator_path}: a discriminator {'with' if D.batch_norm else 'without'} "
+                f"batch norm, while the generator has {'it' if G.batch_norm else 'none'}; "
+                f"a weights file records one batch_norm setting for both"
+            )
         meta.update(ndf=D.ndf, discriminator_source=Path(discriminator_path).name)
     checkpoint.save(out, arrays, meta)
     return G, D

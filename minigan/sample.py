@@ -1,5 +1,10 @@
 """Use a trained generator: ``python -m minigan.sample --checkpoint PATH --n N --out FILE``.
 
+In Python: ``load_generator(path)`` reads a generator from any file minigan writes
+(a training checkpoint, a weights file, a generator state dict), ``decode(G, z)``
+turns latent codes into images, ``generate(G, n, seed)`` draws the codes too, and
+``save_generator(G, path)`` writes a generator's weights alone.
+
 ``.png`` writes a grid; ``.npy`` an (N, C, H, W) float32 array in [-1, 1].
 ``--interpolate K`` walks between pairs of random latent points in K steps, as in
 the paper's latent-space walks: each walk is drawn twice, once along the straight
@@ -20,40 +25,92 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, export, images
+from . import __version__, backend, checkpoint, export, images
 from .models.dcgan import Generator
+
+STATE_DICT_SUFFIXES = (".safetensors", *export.TORCH_SUFFIXES)
 
 
 def load_generator(path, raw=False) -> Generator:
-    """The generator saved in a minigan checkpoint, in eval mode, on the current backend.
+    """The generator a file holds, in eval mode, on the current backend.
 
-    A training checkpoint (a run folder stands for its last.npz) gives its averaged
-    generator ``G_ema`` when it holds one, else ``G``; ``raw=True`` always gives ``G``.
-    A weights file from ``python -m minigan.export --from-pytorch`` gives its ``G``.
+    - a training checkpoint (``.npz``; a run folder stands for its last.npz): its
+      averaged generator ``G_ema`` when it holds one, else ``G``; ``raw=True``
+      always gives ``G``;
+    - a weights file (``.npz``: ``save_generator``'s, or ``python -m minigan.export
+      --from-pytorch``'s): its ``G``;
+    - a generator state dict: ``.safetensors`` (as ``python -m minigan.export``
+      writes it), or ``.pt`` / ``.pth`` with PyTorch installed.
+    The architecture is read from the weight shapes. Anything else is a one-line
+    ``checkpoint.CheckpointError`` naming the file.
     """
+    if Path(path).suffix.lower() in STATE_DICT_SUFFIXES:
+        return export.generator_from_state_dict(export.read_state_dict(path), path)
     arrays, meta = checkpoint.load(path)
     return export.models_from_checkpoint(arrays, meta, path, raw)[0]
+
+
+def save_generator(G, path, meta=None) -> Path:
+    """Write G's weights alone (no optimiser, no discriminator) to ``path``, an ``.npz``
+    weights file that ``load_generator`` reads: ``G.*`` arrays plus JSON metadata
+    (``checkpoint.save``: written atomically, never pickled). ``meta``: more JSON
+    fields to record (e.g. {"dataset": "mnist", "epochs": 5}); the model's own
+    settings (nz, ngf, channels, image_size, batch_norm) are recorded over them.
+    Returns the path."""
+    if not isinstance(G, Generator):
+        raise TypeError(f"save_generator: G must be a minigan Generator, got {type(G).__name__}")
+    if Path(path).suffix.lower() != ".npz":
+        raise ValueError(f"save_generator: {Path(path).name}: a weights file's name ends in .npz")
+    arrays = {f"G.{key}": value for key, value in G.state_dict().items()}
+    settings = dict(nz=G.nz, ngf=G.ngf, channels=G.channels, image_size=G.image_size)
+    settings.update(batch_norm=G.batch_norm)
+    recorded = {**(meta or {}), "format": export.WEIGHTS_FORMAT, "minigan_version": __version__}
+    return checkpoint.save(path, arrays, {**recorded, **settings})
 
 
 def _latents(G, n, rng):
     return rng.standard_normal((n, G.nz)).astype(np.float32)
 
 
-def _generate_from(G, z, batch_size=500) -> np.ndarray:
-    """G(z) for rows of z, ``batch_size`` at a time (10,000 at once would hold
-    gigabytes of activations); G in eval mode gives each image on its own."""
+def decode(G, z, batch_size=500) -> np.ndarray:
+    """G(z): the images of latent codes z, in eval mode, ``batch_size`` codes at a time.
+
+    G: a generator of (n, nz, 1, 1) codes, with ``G.nz``; z: (N, nz) or (N, nz, 1, 1),
+    a host NumPy array or one on the current backend. Returns (N, C, H, W) float32 on
+    the host, in [-1, 1]. Eval mode makes each image depend on its own code only
+    (batch norm uses its running statistics); every sub-layer's train/eval flag is
+    restored afterwards. Batches bound the memory (10,000 codes at once would hold
+    gigabytes of activations).
+    """
     bk = backend.current()
-    z = z.reshape(len(z), G.nz, 1, 1).astype(np.float32)
-    pieces = [bk.to_numpy(G(bk.from_numpy(z[i : i + batch_size])))
-              for i in range(0, len(z), batch_size)]  # fmt: skip
-    if not pieces:
-        return np.zeros((0, G.channels, G.image_size, G.image_size), np.float32)
-    return np.concatenate(pieces).astype(np.float32)
+    z = z if bk.is_array(z) else np.asarray(z)
+    nz = G.nz
+    if z.ndim not in (2, 4) or z.shape[1] != nz or z.shape[2:] not in ((), (1, 1)):
+        raise ValueError(
+            f"decode: z has shape {tuple(z.shape)}; this generator takes codes of shape "
+            f"(N, {nz}) or (N, {nz}, 1, 1)"
+        )
+    if batch_size < 1:
+        raise ValueError(f"decode: batch_size must be at least 1, got {batch_size!r}")
+    dtype = next(G.parameters()).dtype
+    z = z.reshape(len(z), nz, 1, 1)
+    modes = [(layer, layer.training) for layer in G.modules()]
+    G.eval()
+    try:
+        pieces = [bk.to_numpy(G(bk.from_numpy(z[i : i + batch_size]).astype(dtype)))
+                  for i in range(0, len(z), batch_size)]  # fmt: skip
+        if not pieces:  # no codes: no images, of the shape one code would give
+            pieces = [bk.to_numpy(G(bk.xp.zeros((1, nz, 1, 1), dtype=dtype)))[:0]]
+    finally:
+        for layer, training in modes:
+            layer.training = training
+    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def generate(G, n, seed=None) -> np.ndarray:
-    """n images from G: (n, C, H, W) float32 in [-1, 1]."""
-    return _generate_from(G, _latents(G, n, np.random.default_rng(seed)))
+    """n images from G, from codes z ~ N(0, 1) drawn with ``seed``: (n, C, H, W)
+    float32 in [-1, 1] (``decode``: G in eval mode)."""
+    return decode(G, _latents(G, n, np.random.default_rng(seed)))
 
 
 def slerp(z0, z1, t):
@@ -77,7 +134,7 @@ def interpolate(G, walks, steps, seed=None) -> np.ndarray:
     linear = (1 - t) * z0[:, None] + t * z1[:, None]
     spherical = slerp(z0[:, None], z1[:, None], t)
     z = np.stack([linear, spherical], axis=1).reshape(-1, G.nz)  # rows alternate
-    out = _generate_from(G, z)
+    out = decode(G, z)
     return out.reshape(2 * walks, steps, *out.shape[1:])
 
 
@@ -88,8 +145,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="a training checkpoint (.npz) or its run folder, or a weights file from "
-        "python -m minigan.export --from-pytorch",
+        help="a training checkpoint (.npz) or its run folder, a weights file (.npz, from "
+        "sample.save_generator or python -m minigan.export --from-pytorch), or a generator "
+        "state dict (.safetensors, or .pt/.pth with PyTorch installed)",
     )
     parser.add_argument(
         "--out", required=True, help="output file: .png (a grid) or .npy (an array)"

@@ -411,6 +411,96 @@ def test_round_trip_through_safetensors_at_every_size(size, tmp_path, capsys):
     np.testing.assert_array_equal(images(our_d, images(G, z)), images(D, images(G, z)))
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_without_batch_norm_through_safetensors_and_back(batch_norm, tmp_path, capsys):
+    """A DCGAN without batch norm travels like one with it: its state dict (biased
+    convolutions, no statistics) says so, and it comes back as it was."""
+    G, D = (
+        Generator(8, 4, 3, 32, batch_norm=batch_norm),
+        Discriminator(4, 3, 32, batch_norm=batch_norm),
+    )
+    g_path, d_path = tmp_path / "G.safetensors", tmp_path / "D.safetensors"
+    export.save_safetensors(g_path, G.state_dict(), {})
+    export.save_safetensors(d_path, D.state_dict(), {})
+    ours = sample.load_generator(g_path)  # a state dict, read directly
+    assert ours.batch_norm is batch_norm and ours.extra_repr() == G.extra_repr()
+    z = noise(3, 8)
+    G.eval()
+    np.testing.assert_array_equal(images(ours, z), images(G, z))
+    out = tmp_path / "G.npz"
+    assert cli(["--from-pytorch", g_path, "--out", out, "--discriminator", d_path], capsys)[0] == 0
+    assert checkpoint.load(out)[1]["batch_norm"] is batch_norm
+    np.testing.assert_array_equal(images(sample.load_generator(out), z), images(G, z))
+    our_d = export.models_from_checkpoint(*checkpoint.load(out), out, discriminator=True)[1]
+    assert our_d.batch_norm is batch_norm
+
+
+def test_a_weights_file_pairs_generator_and_discriminator_of_one_kind(tmp_path, capsys):
+    g_path, d_path = tmp_path / "G.safetensors", tmp_path / "D.safetensors"
+    export.save_safetensors(g_path, Generator(8, 4, 3, 32).state_dict(), {})
+    export.save_safetensors(d_path, Discriminator(4, 3, 32, batch_norm=False).state_dict(), {})
+    code, _, err = cli(["--from-pytorch", g_path, "--out", tmp_path / "G.npz",
+                        "--discriminator", d_path], capsys)  # fmt: skip
+    one_line_error(code, err, "D.safetensors: a discriminator without batch norm")
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_save_generator_writes_what_load_generator_reads(batch_norm, tmp_path):
+    G = Generator(8, 4, 1, 28, batch_norm=batch_norm)
+    G.load_state_dict(
+        {k: v + 0.25 if v.dtype.kind == "f" else v for k, v in G.state_dict().items()}
+    )
+    path = sample.save_generator(
+        G, tmp_path / "weights" / "G.npz", meta={"dataset": "mnist", "nz": 3}
+    )
+    assert path == tmp_path / "weights" / "G.npz"
+    arrays, meta = checkpoint.load(path)
+    assert set(arrays) == {f"G.{k}" for k in G.state_dict()}  # the weights alone
+    assert meta["format"] == "minigan-weights" and meta["dataset"] == "mnist"
+    assert (meta["nz"], meta["batch_norm"]) == (8, batch_norm)  # the model's own settings win
+    loaded = sample.load_generator(path)
+    assert not loaded.training and loaded.extra_repr() == G.extra_repr()
+    z = noise(3, 8)
+    np.testing.assert_array_equal(sample.decode(loaded, z), sample.decode(G, z))
+    assert [p.name for p in path.parent.iterdir()] == ["G.npz"]  # no temporary file left
+
+
+def test_save_generator_refuses_what_load_generator_could_not_read(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"^save_generator: G\.pt: a weights file's name ends in \.npz$"
+    ):
+        sample.save_generator(Generator(8, 4, 1, 28), tmp_path / "G.pt")
+    with pytest.raises(
+        TypeError, match="^save_generator: G must be a minigan Generator, got Discriminator$"
+    ):
+        sample.save_generator(Discriminator(4, 1, 28), tmp_path / "G.npz")
+
+
+def test_load_generator_reads_an_exported_safetensors_file(run, tmp_path, capsys):
+    path = tmp_path / "G.safetensors"
+    assert cli(["--checkpoint", run, "--out", path], capsys)[0] == 0
+    z = noise(4, NZ)
+    np.testing.assert_array_equal(
+        images(sample.load_generator(path), z), images(sample.load_generator(run), z)
+    )
+
+
+def test_load_generator_refuses_other_files_in_one_line(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not weights")
+    npz = tmp_path / "arrays.npz"
+    np.savez(npz, x=np.zeros(3))
+    discriminator = tmp_path / "D.safetensors"
+    export.save_safetensors(discriminator, Discriminator(4, 1, 28).state_dict(), {})
+    for path, words in [(text, "not a minigan checkpoint"), (npz, "not a minigan checkpoint"),
+                        (tmp_path / "missing.safetensors", "no such file"),
+                        (discriminator, "looks like a discriminator")]:  # fmt: skip
+        with pytest.raises(checkpoint.CheckpointError) as error:
+            sample.load_generator(path)
+        message = str(error.value)
+        assert message.startswith(str(path)) and "\n" not in message and words in message, message
+
+
 def test_export_then_import_gives_the_same_generator(run, tmp_path, capsys):
     g_path, d_path = tmp_path / "G.safetensors", tmp_path / "D.safetensors"
     assert cli(["--checkpoint", run, "--out", g_path, "--discriminator", d_path], capsys)[0] == 0

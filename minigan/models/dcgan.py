@@ -7,6 +7,10 @@ The paper's guidelines, as the PyTorch DCGAN example implements them:
   - no hidden fully connected layers; conv layers without bias (batch norm's
     shift makes a bias redundant);
   - weights from N(0, 0.02) (``dcgan_init``, here with the models it belongs to).
+``batch_norm=False`` builds the same models without batch norm, for the experiment
+that shows what it does: each BatchNorm2d becomes an ``nn.Identity`` (so every
+layer keeps its ``main.<i>`` index and state-dict key) and the convolution before
+it gets the bias that batch norm's shift had made redundant.
 D returns *logits*: sigmoid + binary cross-entropy is computed together, stably,
 by ``nn.BCEWithLogitsLoss``.
 
@@ -33,7 +37,8 @@ def dcgan_init(model):
     backend's random stream: "All weights were initialized from a zero-centered Normal
     distribution with standard deviation 0.02" (conv and conv-transpose weights); batch
     norm scales from N(1, 0.02) and shifts 0, as in the PyTorch DCGAN example's
-    ``weights_init``. Returns ``model``."""
+    ``weights_init``, which leaves a convolution's bias (``batch_norm=False``) at its
+    default initialisation, as this does. Returns ``model``."""
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
             init.normal_(layer.weight, 0.0, 0.02)
@@ -53,20 +58,23 @@ def _doublings(image_size):
     return int(np.log2(image_size // 4))
 
 
-def _up(cin, cout, dtype, kernel=4, stride=2, padding=1):
-    return [
-        nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=False, dtype=dtype),
-        nn.BatchNorm2d(cout, dtype=dtype),
-        nn.ReLU(),
-    ]
+def _normalised(conv, cin, cout, dtype, batch_norm, kernel, stride, padding):
+    """[convolution, BatchNorm2d] or, without batch norm, [convolution with a bias,
+    Identity]: the same two places either way."""
+    if batch_norm:
+        return [conv(cin, cout, kernel, stride, padding, bias=False, dtype=dtype),
+                nn.BatchNorm2d(cout, dtype=dtype)]  # fmt: skip
+    return [conv(cin, cout, kernel, stride, padding, bias=True, dtype=dtype), nn.Identity()]
 
 
-def _down(cin, cout, dtype, kernel=4, stride=2, padding=1):
-    return [
-        nn.Conv2d(cin, cout, kernel, stride, padding, bias=False, dtype=dtype),
-        nn.BatchNorm2d(cout, dtype=dtype),
-        nn.LeakyReLU(0.2),
-    ]
+def _up(cin, cout, dtype, batch_norm, kernel=4, stride=2, padding=1):
+    up = _normalised(nn.ConvTranspose2d, cin, cout, dtype, batch_norm, kernel, stride, padding)
+    return [*up, nn.ReLU()]
+
+
+def _down(cin, cout, dtype, batch_norm, kernel=4, stride=2, padding=1):
+    down = _normalised(nn.Conv2d, cin, cout, dtype, batch_norm, kernel, stride, padding)
+    return [*down, nn.LeakyReLU(0.2)]
 
 
 class _Stack(nn.Module):
@@ -80,22 +88,26 @@ class _Stack(nn.Module):
 
 
 class Generator(_Stack):
-    """z: (N, nz, 1, 1) noise -> (N, channels, image_size, image_size) images in [-1, 1]."""
+    """z: (N, nz, 1, 1) noise -> (N, channels, image_size, image_size) images in [-1, 1].
 
-    def __init__(self, nz=100, ngf=64, channels=3, image_size=64, dtype=np.float32):
+    batch_norm=False: no batch norm (Identity in its places, biased convolutions)."""
+
+    def __init__(self, nz=100, ngf=64, channels=3, image_size=64, dtype=np.float32,
+                 batch_norm=True):  # fmt: skip
         self.nz, self.ngf, self.channels, self.image_size = nz, ngf, channels, image_size
+        self.batch_norm = bn = bool(batch_norm)
         if image_size == 28:
             layers = [
-                *_up(nz, 4 * ngf, dtype, kernel=7, stride=1, padding=0),  # 7x7
-                *_up(4 * ngf, 2 * ngf, dtype),  # 14x14
+                *_up(nz, 4 * ngf, dtype, bn, kernel=7, stride=1, padding=0),  # 7x7
+                *_up(4 * ngf, 2 * ngf, dtype, bn),  # 14x14
                 nn.ConvTranspose2d(2 * ngf, channels, 4, 2, 1, bias=False, dtype=dtype),
             ]
         else:
             n = _doublings(image_size)
             width = ngf * 2 ** (n - 1)
-            layers = _up(nz, width, dtype, stride=1, padding=0)  # 4x4
+            layers = _up(nz, width, dtype, bn, stride=1, padding=0)  # 4x4
             while width > ngf:
-                layers += _up(width, width // 2, dtype)
+                layers += _up(width, width // 2, dtype, bn)
                 width //= 2
             layers.append(nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False, dtype=dtype))
         self.main = nn.Sequential(*layers, nn.Tanh())
@@ -104,6 +116,7 @@ class Generator(_Stack):
     def extra_repr(self):
         return (
             f"nz={self.nz}, ngf={self.ngf}, channels={self.channels}, image_size={self.image_size}"
+            + ("" if self.batch_norm else ", batch_norm=False")
         )
 
     def summary(self, file=None):
@@ -111,15 +124,18 @@ class Generator(_Stack):
 
 
 class Discriminator(_Stack):
-    """x: (N, channels, image_size, image_size) images -> (N, 1) logits (real > 0 > fake)."""
+    """x: (N, channels, image_size, image_size) images -> (N, 1) logits (real > 0 > fake).
 
-    def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32):
+    batch_norm=False: no batch norm (Identity in its places, biased convolutions)."""
+
+    def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32, batch_norm=True):
         self.ndf, self.channels, self.image_size = ndf, channels, image_size
+        self.batch_norm = bn = bool(batch_norm)
         if image_size == 28:
             layers = [
                 nn.Conv2d(channels, 2 * ndf, 4, 2, 1, bias=False, dtype=dtype),  # 14x14
                 nn.LeakyReLU(0.2),
-                *_down(2 * ndf, 4 * ndf, dtype),  # 7x7
+                *_down(2 * ndf, 4 * ndf, dtype, bn),  # 7x7
                 nn.Conv2d(4 * ndf, 1, 7, 1, 0, bias=False, dtype=dtype),
             ]
         else:
@@ -127,14 +143,16 @@ class Discriminator(_Stack):
             layers = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False, dtype=dtype), nn.LeakyReLU(0.2)]
             width = ndf
             for _ in range(n - 1):
-                layers += _down(width, width * 2, dtype)
+                layers += _down(width, width * 2, dtype, bn)
                 width *= 2
             layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False, dtype=dtype))  # 1x1
         self.main = nn.Sequential(*layers, nn.Flatten())
         dcgan_init(self)
 
     def extra_repr(self):
-        return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"
+        return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}" + (
+            "" if self.batch_norm else ", batch_norm=False"
+        )
 
     def summary(self, file=None):
         return summary(self, (1, self.channels, self.image_size, self.image_size), file)
@@ -183,6 +201,12 @@ def _conv_shapes(state) -> list[tuple[str, tuple]]:
         if match and np.ndim(value) == 4:
             found.append((int(match.group(1)), key, np.shape(value)))
     return [(key, shape) for _, key, shape in sorted(found)]
+
+
+def _has_batch_norm(state) -> bool:
+    """Whether a state dict holds batch-norm layers (their running statistics): a
+    DCGAN built with batch_norm=False has none, and biased convolutions instead."""
+    return any(key.endswith(".running_mean") for key in state)
 
 
 def _first_conv(state, source, model) -> tuple:
@@ -238,7 +262,8 @@ def _check_chain(convs, expected, source, model) -> None:
 
 
 def generator_config(state, source="state dict") -> dict:
-    """nz, ngf, channels, image_size of the minigan Generator these weights imply.
+    """nz, ngf, channels, image_size, batch_norm of the minigan Generator these
+    weights imply (batch_norm: whether they hold batch-norm statistics).
 
     ConvTranspose2d weights are (in, out, k, k). The first layer projects z to
     ngf * 2^(L-1) channels at 4x4 (kernel 4) and each of the L - 1 layers after it
@@ -264,11 +289,13 @@ def generator_config(state, source="state dict") -> dict:
     expected = [(cin, cout, 4, 4) for cin, cout in zip(chain, chain[1:])]
     expected[0] = (nz, width, kernel, kernel)
     _check_chain(convs, expected, source, "generator")
-    return dict(nz=nz, ngf=ngf, channels=channels, image_size=size)
+    return dict(nz=nz, ngf=ngf, channels=channels, image_size=size,
+                batch_norm=_has_batch_norm(state))  # fmt: skip
 
 
 def discriminator_config(state, source="state dict") -> dict:
-    """ndf, channels, image_size of the minigan Discriminator these weights imply.
+    """ndf, channels, image_size, batch_norm of the minigan Discriminator these
+    weights imply.
 
     Conv2d weights are (out, in, k, k): the first layer takes the image's channels to
     ndf (2 * ndf at 28x28) and each later one doubles them, down to a 1-channel
@@ -292,4 +319,4 @@ def discriminator_config(state, source="state dict") -> dict:
     expected = [(cout, cin, 4, 4) for cin, cout in zip(chain, chain[1:])]
     expected[-1] = (1, widths[-1], last_kernel, last_kernel)
     _check_chain(convs, expected, source, "discriminator")
-    return dict(ndf=ndf, channels=channels, image_size=size)
+    return dict(ndf=ndf, channels=channels, image_size=size, batch_norm=_has_batch_norm(state))
