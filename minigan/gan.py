@@ -3,8 +3,9 @@
 ``GANTrainer.step(real)`` is Goodfellow et al.'s step with the non-saturating G loss,
 on any ``Generator`` / ``Discriminator`` pair; ``AveragedGenerator`` keeps an
 exponential moving average of G's weights (Yazici et al. 2019; ProGAN, StyleGAN);
-``CollapseWatch`` notices a run that has blown up while its losses stay finite.
-The command line around them (data, run folder, pictures, checkpoints) is
+``CollapseWatch`` notices a run that has blown up while its losses stay finite;
+``train_steps`` runs a trainer for a number of steps across epochs (what a notebook
+needs). The command line around them (data, run folder, pictures, checkpoints) is
 ``train.py`` and ``run.py``.
 """
 
@@ -14,7 +15,7 @@ import copy
 
 import numpy as np
 
-from . import backend, nn, optim
+from . import backend, data, nn, optim
 from .functional import sigmoid
 
 # --ema-decay's default: off. In docs/quality.md's measurement (Fashion-MNIST, 5 epochs,
@@ -128,6 +129,45 @@ class GANTrainer:
             part.load_state_dict(part_state)
             if name == "G_ema":
                 part.set_updates(state.get("ema_updates", np.array(0)))
+
+
+def train_steps(trainer, images, steps, batch_size=128, seed=0, on_step=None) -> np.ndarray:
+    """Run ``trainer.step`` ``steps`` times over ``images``, epoch after epoch.
+
+    images: (N, C, H, W) uint8 pixels (as ``data.load`` gives them; the trainer scales
+    them on the backend), or floats in [-1, 1]. Each epoch is a fresh shuffle, made
+    reproducibly from (seed, epoch) by ``data.batches``, in whole batches of
+    ``batch_size`` (the remainder sits the epoch out); after N // batch_size steps the
+    next epoch begins. The noise comes from the backend's random stream (seed it with
+    ``minigan.manual_seed`` for a repeatable run).
+    on_step(step, metrics), if given, is called after every step, with step counting
+    from 1 (``if step % 100 == 0: ...`` after every 100th) and metrics the step's dict.
+
+    Returns the per-step metrics as a NumPy structured array of ``steps`` rows:
+    ``history["loss_d"]`` is the discriminator's loss at every step (likewise
+    ``loss_g``, ``d_real``, ``d_fake``), ``history[i]`` step i + 1's record.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be a whole number >= 0, got {steps!r}")
+    whole = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    per_epoch = len(images) // batch_size if whole and batch_size >= 1 else 0
+    if per_epoch == 0:
+        raise ValueError(
+            f"batch_size {batch_size!r} does not fit the {len(images)} images: it must be "
+            f"between 1 and {len(images)}"
+        )
+    history, epoch = [], 0
+    while len(history) < steps:
+        for real in data.batches(images, batch_size, seed, epoch, raw=True):
+            history.append(trainer.step(real))
+            if on_step is not None:
+                on_step(len(history), history[-1])
+            if len(history) == steps:
+                break
+        epoch += 1
+    names = list(history[0]) if history else ["loss_d", "loss_g", "d_real", "d_fake"]
+    rows = [tuple(metrics[name] for name in names) for metrics in history]
+    return np.array(rows, dtype=[(name, np.float64) for name in names])
 
 
 class AveragedGenerator:

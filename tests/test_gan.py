@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from files import TINY, tiny_run_args
 
-from minigan import backend, checkpoint, gan, run, sample, score, train
-from minigan.models.dcgan import Generator
+import minigan
+from minigan import backend, checkpoint, data, gan, run, sample, score, train
+from minigan.models.dcgan import Discriminator, Generator
 
 
 def _host(a):
@@ -202,3 +203,69 @@ def test_a_resume_keeps_the_average_and_dropping_it_is_said(tmp_path, tiny_idx, 
     assert "averaged generator is dropped" in capsys.readouterr().err
     arrays, _ = checkpoint.load(last)
     assert not any(k.startswith("G_ema.") for k in arrays)
+
+
+class _RecordingTrainer:
+    """A stand-in for GANTrainer that keeps every batch it is given."""
+
+    def __init__(self):
+        self.batches = []
+
+    def step(self, real):
+        self.batches.append(real)
+        n = len(self.batches)
+        return dict(loss_d=float(n), loss_g=-float(n), d_real=0.5, d_fake=real.mean() / 255)
+
+
+def test_train_steps_runs_whole_shuffled_epochs_one_after_another():
+    """10 images in batches of 4: two steps an epoch, each epoch data.batches' own
+    reproducible shuffle of (seed, epoch); 5 steps are epochs 0 and 1 and the first
+    step of epoch 2. on_step sees steps 1..5 with their metrics; the history is them."""
+    images = np.random.default_rng(0).integers(0, 256, (10, 1, 3, 3), dtype=np.uint8)
+    trainer, seen = _RecordingTrainer(), []
+    history = gan.train_steps(trainer, images, 5, batch_size=4, seed=7,
+                              on_step=lambda step, m: seen.append((step, m)))  # fmt: skip
+    expected = [b for epoch in range(3) for b in data.batches(images, 4, 7, epoch, raw=True)][:5]
+    assert len(trainer.batches) == 5
+    for got, want in zip(trainer.batches, expected):
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(trainer.batches[0], trainer.batches[2])  # a new shuffle
+    assert [step for step, _ in seen] == [1, 2, 3, 4, 5]
+    assert history.dtype.names == ("loss_d", "loss_g", "d_real", "d_fake")
+    assert history["loss_d"].tolist() == [1, 2, 3, 4, 5] and len(history) == 5
+    assert history[2]["loss_g"] == -3 and history["d_fake"][4] == seen[4][1]["d_fake"]
+    again = _RecordingTrainer()
+    gan.train_steps(again, images, 5, batch_size=4, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(again.batches, trainer.batches))
+    other_seed = _RecordingTrainer()
+    gan.train_steps(other_seed, images, 1, batch_size=4, seed=8)
+    assert not np.array_equal(other_seed.batches[0], trainer.batches[0])
+    assert len(gan.train_steps(_RecordingTrainer(), images, 0, batch_size=4)) == 0
+
+
+def test_train_steps_trains_a_gan_repeatably(backend_name):
+    images = np.random.default_rng(0).integers(0, 256, (12, 1, 28, 28), dtype=np.uint8)
+
+    def history():
+        minigan.manual_seed(3)
+        G, D = Generator(8, 4, 1, 28), Discriminator(4, 1, 28)
+        return gan.train_steps(gan.GANTrainer(G, D, nz=8), images, 4, batch_size=4, seed=1)
+
+    first = history()
+    assert len(first) == 4 and np.isfinite(first["loss_d"]).all()
+    np.testing.assert_array_equal(history(), first)
+
+
+@pytest.mark.parametrize(
+    "steps, batch_size, message",
+    [(-1, 4, r"^steps must be a whole number >= 0, got -1$"),
+     (2.5, 4, r"^steps must be a whole number >= 0, got 2.5$"),
+     (3, 11, r"^batch_size 11 does not fit the 10 images: it must be between 1 and 10$"),
+     (3, 0, r"^batch_size 0 does not fit the 10 images"),
+     (3, 2.0, r"^batch_size 2.0 does not fit the 10 images")],
+)  # fmt: skip
+def test_train_steps_refuses_what_cannot_run_in_one_line(steps, batch_size, message):
+    images = np.zeros((10, 1, 3, 3), np.uint8)
+    with pytest.raises(ValueError, match=message):
+        gan.train_steps(_RecordingTrainer(), images, steps, batch_size=batch_size)
