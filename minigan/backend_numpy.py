@@ -166,7 +166,7 @@ class Backend:
     def batchnorm_forward(self, x, gamma, beta, eps):
         """Normalise each channel by its batch statistics, then scale and shift.
 
-        x: (N, C, *spatial); gamma, beta: (C,).
+        x: ``(N, C, *spatial)``; gamma, beta: (C,).
         Returns out (like x), mean (C,), var (C,) biased, x_hat (like x), inv_std (C,).
         """
         axes = (0,) + tuple(range(2, x.ndim))
@@ -232,14 +232,14 @@ class Backend:
         return slope
 
     def sigmoid(self, x):
-        """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
+        """``1 / (1 + exp(-x))`` without overflow: exp is only ever taken of ``-|x|``."""
         xp = self.xp
         e = xp.exp(-abs(x))
         return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
     # ---- loss ------------------------------------------------------------------------
     def bce_with_logits(self, logits, targets, reduction):
-        """mean (or sum) of max(z, 0) - z t + log(1 + exp(-|z|)): a 0-d array."""
+        """mean (or sum) of ``max(z, 0) - z t + log(1 + exp(-|z|))``: a 0-d array."""
         xp = self.xp
         losses = xp.maximum(logits, 0) - logits * targets + xp.log1p(xp.exp(-abs(logits)))
         return losses.mean() if reduction == "mean" else losses.sum()

@@ -54,7 +54,7 @@ def check(name: str):
 
 
 def relative_error(yours, expected) -> float:
-    """max |yours - expected| / max(|yours| + |expected|), CS231n's measure (0 when both
+    """``max |yours - expected| / max(|yours| + |expected|)``, CS231n's measure (0 when both
     are zero). Arrays of any backend; compared on the host in float64."""
     yours, expected = _host(yours), _host(expected)
     scale = np.max(np.abs(yours) + np.abs(expected), initial=0.0)

@@ -207,7 +207,10 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
 
 
 def linear_forward(x, w, b):
-    """out = x @ w^T + b.  x: (N, *, in); w: (out, in); b: (out,) or None -> (N, *, out)."""
+    """``out = x @ w^T + b``.
+
+    x: ``(N, *, in)``; w: (out, in); b: (out,) or None -> out ``(N, *, out)``.
+    """
     out = x @ w.T
     if b is not None:
         out += b
@@ -215,7 +218,7 @@ def linear_forward(x, w, b):
 
 
 def linear_backward(dout, cache, input_grad=True, weight_grad=True):
-    """Returns dx (N, *, in), dw (out, in), db (out,) or None (also when skipped)."""
+    """Returns dx ``(N, *, in)``, dw (out, in), db (out,) or None (also when skipped)."""
     x, w, has_bias = cache
     dx = dout @ w if input_grad else None
     dw = db = None
@@ -301,8 +304,8 @@ def tanh_backward(dout, cache):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|, then
-    sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) below, with e = exp(-|x|)."""
+    """``1 / (1 + exp(-x))`` without overflow: exp is only ever taken of ``-|x|``, then
+    ``sigmoid(x) = 1 / (1 + e)`` for x >= 0 and ``e / (1 + e)`` below, with ``e = exp(-|x|)``."""
     return backend.current().sigmoid(x)
 
 
@@ -357,7 +360,7 @@ def upsample_nearest_backward(dout, cache):
 
 
 def bce_with_logits_forward(logits, targets, reduction="mean"):
-    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1]:
+    """Binary cross-entropy of sigmoid(logits) against targets in [0, 1]::
 
         loss_i = -[t log s(z) + (1 - t) log(1 - s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
 

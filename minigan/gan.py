@@ -29,13 +29,15 @@ class GANTrainer:
     ``step(real)``: real is an (N, C, H, W) batch: uint8 pixels (moved to the backend
     as they are and scaled to [-1, 1] there, a quarter of the bytes of float32), or
     floats in [-1, 1], on the host or already on the backend.
-      1. D on the real batch, target 1 (1 - label_smoothing: one-sided smoothing),
-         and on a fake batch G(z), z ~ N(0, 1), target 0; one Adam step for D.
-      2. G: the same fake batch through the freshly updated D, target 1 (maximise
-         log D(G(z)) instead of minimising log(1 - D(G(z))), whose gradient vanishes
-         while D wins); the gradient flows back through D into G; one Adam step for G.
-      3. With ``ema_decay`` (e.g. 0.999; None or 0, the default, keeps no average),
-         the averaged generator ``G_ema`` moves towards G.
+
+    1. D on the real batch, target 1 (1 - label_smoothing: one-sided smoothing),
+       and on a fake batch G(z), z ~ N(0, 1), target 0; one Adam step for D.
+    2. G: the same fake batch through the freshly updated D, target 1 (maximise
+       log D(G(z)) instead of minimising log(1 - D(G(z))), whose gradient vanishes
+       while D wins); the gradient flows back through D into G; one Adam step for G.
+    3. With ``ema_decay`` (e.g. 0.999; None or 0, the default, keeps no average),
+       the averaged generator ``G_ema`` moves towards G.
+
     Returns floats: loss_d, loss_g, d_real = mean D(x), d_fake = mean D(G(z)),
     with D's outputs as probabilities. On a GPU these four numbers are the step's
     one wait for the device: everything else is queued without looking at results.

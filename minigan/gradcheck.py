@@ -7,7 +7,7 @@ To check a layer, the loss is L = sum(layer(x) * g) with a *random* upstream
 gradient g, so that backward(g) is exactly dL/dx. A plain sum (g = 1) proves
 little: the input gradient of training-mode batch norm is then identically zero.
 
-Each entry's relative error is |analytic - numeric| / (|analytic| + |numeric|),
+Each entry's relative error is ``|analytic - numeric| / (|analytic| + |numeric|)``,
 with the denominator floored so that entries near zero are judged against the
 round-off of the central difference instead of dividing two round-off errors.
 Losses are summed exactly (``math.fsum``) so that the outputs an entry does not

@@ -36,7 +36,7 @@ def ones_(param):
 
 def default_uniform_(weight, bias, fan_in):
     """PyTorch's default for Linear and convolutions: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    for weight and bias (its kaiming_uniform_ with a = sqrt(5) reduces to this)."""
+    for weight and bias (its ``kaiming_uniform_`` with a = sqrt(5) reduces to this)."""
     bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     uniform_(weight, -bound, bound)
     if bias is not None:

@@ -160,7 +160,10 @@ class ConvTranspose2d(Convolution):
 
 
 class Linear(Module):
-    """y = x @ weight^T + bias.  x: (N, *, in) -> (N, *, out); weight: (out, in), bias: (out,)."""
+    """``y = x @ weight^T + bias``.
+
+    x: ``(N, *, in) -> (N, *, out)``; weight: (out, in), bias: (out,).
+    """
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32):
         self.in_features = positive_int(in_features, "in_features")
@@ -360,7 +363,7 @@ class Identity(Module):
 
 
 class Flatten(Module):
-    """Flatten dimensions start_dim..end_dim into one; by default (N, *) -> (N, product of *)."""
+    """Flatten dimensions start_dim..end_dim into one: by default ``(N, *) -> (N, prod(*))``."""
 
     def __init__(self, start_dim=1, end_dim=-1):
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
@@ -380,7 +383,7 @@ class Flatten(Module):
 
 
 class Reshape(Module):
-    """(N, *) -> (N, *shape); e.g. Reshape(128, 7, 7) after a Linear layer.
+    """``(N, *) -> (N, *shape)``; e.g. ``Reshape(128, 7, 7)`` after a Linear layer.
     One entry of shape may be -1, inferred as in ``numpy.reshape``."""
 
     def __init__(self, *shape):

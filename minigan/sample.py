@@ -41,6 +41,7 @@ def load_generator(path, raw=False) -> Generator:
       --from-pytorch``'s): its ``G``;
     - a generator state dict: ``.safetensors`` (as ``python -m minigan.export``
       writes it), or ``.pt`` / ``.pth`` with PyTorch installed.
+
     The architecture is read from the weight shapes. Anything else is a one-line
     ``checkpoint.CheckpointError`` naming the file.
     """

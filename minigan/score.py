@@ -216,18 +216,19 @@ def evaluate(images, dataset, batch_size=500) -> dict:
 
     images: (N, 1, 28, 28), floats in [-1, 1] or uint8 0-255. Returns a dict of plain
     floats (JSON-ready):
-      fd             the Fréchet distance between the Gaussians fitted to the images'
-                     features and to the held-out real images' (lower is better);
-      legible        the share of images whose top class probability is at least
-                     ``LEGIBLE`` (0.9): how many read as one clear class (compare with
-                     ``real_legible(dataset)``; read it beside fd and class_share, since
-                     a generator that draws one crisp digit 10,000 times scores 1.0);
-      class_share    [10]: the share of images the judge puts in each class;
-      class_entropy  that share's entropy in nats (ln 10 = 2.303 for an even spread;
-                     mode collapse lowers it);
-      confidence     the judge's mean top-class probability (an Inception-Score-like
-                     number: crisp images make it confident);
-      n              the number of images. Compare fd only between equal n.
+
+    - ``fd``: the Fréchet distance between the Gaussians fitted to the images'
+      features and to the held-out real images' (lower is better);
+    - ``legible``: the share of images whose top class probability is at least
+      ``LEGIBLE`` (0.9): how many read as one clear class (compare with
+      ``real_legible(dataset)``; read it beside fd and class_share, since
+      a generator that draws one crisp digit 10,000 times scores 1.0);
+    - ``class_share``: [10], the share of images the judge puts in each class;
+    - ``class_entropy``: that share's entropy in nats (ln 10 = 2.303 for an even
+      spread; mode collapse lowers it);
+    - ``confidence``: the judge's mean top-class probability (an Inception-Score-like
+      number: crisp images make it confident);
+    - ``n``: the number of images. Compare fd only between equal n.
     """
     model = judge(dataset)
     x = as_judge_input(images)
