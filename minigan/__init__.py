@@ -2,18 +2,22 @@
 
 The layers, from the bottom up (each imports only the ones above it):
 
-minigan.backend      which array library runs the math (backend_numpy, _numba, _cupy)
-minigan.functional   the math: forward/backward function pairs
-minigan.naive        the convolutions as plain loops, the reference
-minigan.module       Parameter, Module, Sequential: what every layer shares
-minigan.nn           the layers (PyTorch's names) and BCEWithLogitsLoss
-minigan.init         initialisation: normal_, uniform_, PyTorch's default
-minigan.optim        Adam, SGD
-minigan.models       the DCGAN's Generator and Discriminator, dcgan_init
-minigan.gan          the GAN algorithm: GANTrainer (one step), the averaged generator
-minigan.train        the training command line (run.py: a run's folder and loop)
-minigan.sample, score, export   using a trained generator: samples, a quality score,
-                     weights to and from PyTorch
+==================  =================================================================
+module              what it holds
+==================  =================================================================
+minigan.backend     which array library runs the math (backend_numpy, _numba, _cupy)
+minigan.functional  the math: forward/backward function pairs
+minigan.naive       the convolutions as plain loops, the reference
+minigan.module      Parameter, Module, Sequential: what every layer shares
+minigan.nn          the layers (PyTorch's names) and BCEWithLogitsLoss
+minigan.init        initialisation: ``normal_``, ``uniform_``, PyTorch's default
+minigan.optim       Adam, SGD
+minigan.models      the DCGAN's Generator and Discriminator, dcgan_init
+minigan.gan         the GAN algorithm: GANTrainer (one step), the averaged generator
+minigan.train       the training command line (run.py: a run's folder and loop)
+minigan.sample,     using a trained generator: samples, a quality score, weights to
+score, export       and from PyTorch
+==================  =================================================================
 
 Importing minigan changes nothing in the process (``minigan.cpu`` explains the one
 setting its command-line entry points make before NumPy loads).

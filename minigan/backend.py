@@ -1,20 +1,23 @@
 """Which backend runs the math: the table of backends and the switch between them.
 
 A backend object (``backend_numpy.Backend`` and its subclasses) offers
-  - ``xp``: the array module (``numpy``, or ``cupy`` on the GPU backend),
-  - random numbers (``seed``, ``randn``, ``rand``, ``get_rng_state``, ``set_rng_state``),
-    always drawn on the host by one NumPy generator and then moved to the backend, so
-    one seed gives the same weights and noise on every backend,
-  - transfers (``from_numpy``, ``to_numpy``) and ``check_array``,
-  - the hot kernels that a faster backend overrides (im2col, col2im, batch norm,
-    LeakyReLU, sigmoid, the BCE loss, Adam) and ``for_each_batch``, how a
-    convolution's work is split over the batch.
 
-| name    | module             | class          |
-|---------|--------------------|----------------|
-| numpy   | backend_numpy.py   | NumpyBackend   |  the reference
-| numba   | backend_numba.py   | NumbaBackend   |  NumpyBackend with compiled kernels
-| cupy    | backend_cupy.py    | CupyBackend    |  Backend on an NVIDIA GPU
+- ``xp``: the array module (``numpy``, or ``cupy`` on the GPU backend),
+- random numbers (``seed``, ``randn``, ``rand``, ``get_rng_state``, ``set_rng_state``),
+  always drawn on the host by one NumPy generator and then moved to the backend, so
+  one seed gives the same weights and noise on every backend,
+- transfers (``from_numpy``, ``to_numpy``) and ``check_array``,
+- the hot kernels that a faster backend overrides (im2col, col2im, batch norm,
+  LeakyReLU, sigmoid, the BCE loss, Adam) and ``for_each_batch``, how a
+  convolution's work is split over the batch.
+
+=======  ================  ============  ==================================
+name     module            class         what it is
+=======  ================  ============  ==================================
+numpy    backend_numpy.py  NumpyBackend  the reference
+numba    backend_numba.py  NumbaBackend  NumpyBackend with compiled kernels
+cupy     backend_cupy.py   CupyBackend   Backend on an NVIDIA GPU
+=======  ================  ============  ==================================
 
 The registry ``BACKENDS`` names them all; the modules behind it are imported on first
 use (importing numba or cupy takes a while). Pick one with ``use("numpy")`` or the

@@ -9,6 +9,7 @@ element-wise loops). Each kernel has a twin in ``NumpyBackend``
 that the tests compare it with.
 
 Threads. Two kinds of work, two ways of using the cores:
+
 - Convolutions go through ``for_each_batch`` (in ``NumpyBackend``): Python threads,
   each on its own samples, with BLAS held to one thread. So ``_col2im`` is serial
   and releases the GIL (``nogil``); it must not be ``parallel``, because the
@@ -18,6 +19,7 @@ Threads. Two kinds of work, two ways of using the cores:
   ``NUMBA_THREADING_LAYER``: its workers sleep when idle, where OpenMP's spin and
   take cores from BLAS (benchmarks/RESULTS.md has the measurement). The thread
   count is Numba's default, every core the process may use (``NUMBA_NUM_THREADS``).
+
 Compiled kernels are cached on disk (``cache=True``), so only the first run on a
 machine pays the compile time (``warm_up`` reports it).
 """

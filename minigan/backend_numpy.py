@@ -1,16 +1,16 @@
 """The reference backend: the math written once, with ``self.xp`` only.
 
-  - ``Backend``: the reference math on the array module ``xp``, the batch in one
-    piece (a GPU runs each convolution as one big matrix product). Every kernel a
-    faster backend overrides is here in its plain form: ``im2col`` / ``col2im``,
-    ``batchnorm_forward`` / ``batchnorm_backward`` / ``update_running_stats``,
-    ``leaky_relu`` / ``leaky_relu_backward``, ``sigmoid``, ``bce_with_logits`` /
-    ``bce_with_logits_backward`` and ``adam_update``;
-  - ``CpuThreads``: a convolution split over the cores, a few samples per thread,
-    with BLAS held to one thread meanwhile;
-  - ``NumpyBackend = CpuThreads + Backend`` on NumPy: the reference every other
-    backend is tested against. ``NumbaBackend`` (``backend_numba.py``) is it with
-    compiled kernels; ``CupyBackend`` (``backend_cupy.py``) is ``Backend`` on CuPy.
+- ``Backend``: the reference math on the array module ``xp``, the batch in one
+  piece (a GPU runs each convolution as one big matrix product). Every kernel a
+  faster backend overrides is here in its plain form: ``im2col`` / ``col2im``,
+  ``batchnorm_forward`` / ``batchnorm_backward`` / ``update_running_stats``,
+  ``leaky_relu`` / ``leaky_relu_backward``, ``sigmoid``, ``bce_with_logits`` /
+  ``bce_with_logits_backward`` and ``adam_update``;
+- ``CpuThreads``: a convolution split over the cores, a few samples per thread,
+  with BLAS held to one thread meanwhile;
+- ``NumpyBackend = CpuThreads + Backend`` on NumPy: the reference every other
+  backend is tested against. ``NumbaBackend`` (``backend_numba.py``) is it with
+  compiled kernels; ``CupyBackend`` (``backend_cupy.py``) is ``Backend`` on CuPy.
 
 Which backend runs, and the table of them all, is ``backend.py``'s business.
 """
@@ -182,7 +182,7 @@ class Backend:
         return out, mean, var, x_hat, inv_std
 
     def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
-        """Gradients of ``batchnorm_forward`` (training mode), in the compact form
+        """Gradients of ``batchnorm_forward`` (training mode), in the compact form::
 
             dx = inv_std / M * (M * dx_hat - sum(dx_hat) - x_hat * sum(dx_hat * x_hat))
 

@@ -10,6 +10,8 @@ Every exercise in ``lessons/`` is three code cells, found by their cell tags:
   same check accepts; it runs after the check, so the rest of the lesson works whether
   or not the learner solved the exercise.
 
+A check cell::
+
     with course.check("conv2d_backward"):
         dx, dw = conv2d_backward(dout, cache)                   # the learner's code
         course.assert_close(dx, dx_expected, "dx", tolerance=1e-8)

@@ -1,10 +1,14 @@
 """Image datasets as uint8 arrays (N, C, H, W), and shuffled float batches in [-1, 1].
 
-    mnist5k        5,000 MNIST digits shipped inside minigan (offline; the default)
-    mnist          the MNIST training set, IDX files (gzipped or not)
-    fashion-mnist  the Fashion-MNIST training set, IDX files
-    cifar10        the CIFAR-10 *binary* version (data_batch_*.bin); nothing is unpickled
-    folder         any folder tree of PNG/JPEG images, centre-cropped and resized
+=============  ========================================================================
+name           what
+=============  ========================================================================
+mnist5k        5,000 MNIST digits shipped inside minigan (offline; the default)
+mnist          the MNIST training set, IDX files (gzipped or not)
+fashion-mnist  the Fashion-MNIST training set, IDX files
+cifar10        the CIFAR-10 *binary* version (``data_batch_*.bin``); nothing is unpickled
+folder         any folder tree of PNG/JPEG images, centre-cropped and resized
+=============  ========================================================================
 
 Where the files live: ``--data-dir`` if given; otherwise ``~/.cache/minigan/<name>``
 and, for Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package

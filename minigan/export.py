@@ -1,5 +1,7 @@
 """Weights that travel: minigan's DCGAN to and from PyTorch, without pickle.
 
+From the shell::
+
     python -m minigan.export --checkpoint RUN --out G.safetensors [--discriminator D.safetensors]
     python -m minigan.export --from-pytorch netG.pth --out G.npz [--discriminator netD.pth]
 

@@ -59,7 +59,7 @@ def _from_patch_major(m, shape):
 
 
 def conv2d_forward(x, w, b, stride=1, padding=0):
-    """Cross-correlation, as in every deep-learning library:
+    """Cross-correlation, as in every deep-learning library::
 
         out[n, f, i, j] = b[f] + sum_{c,u,v} w[f, c, u, v] * xpad[n, c, i*sh + u, j*sw + v]
 
@@ -147,7 +147,7 @@ def _transpose_padding(padding, output_padding):
 
 def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     """Transposed convolution: each input pixel adds a weighted copy of the kernel
-    into the output, at stride s (the gradient of conv2d with respect to its input).
+    into the output, at stride s (the gradient of conv2d with respect to its input)::
 
         out[n, o, i*sh + u - ph, j*sw + v - pw] += x[n, c, i, j] * w[c, o, u, v]
 

@@ -13,9 +13,9 @@ round-off of the central difference instead of dividing two round-off errors.
 Losses are summed exactly (``math.fsum``) so that the outputs an entry does not
 touch cancel to the last bit.
 
-    >>> report = check_layer(nn.Conv2d(2, 3, 3, dtype=np.float64), x)
-    >>> print(report)          # one line per tensor: largest error and where
-    >>> assert report.ok
+>>> report = check_layer(nn.Conv2d(2, 3, 3, dtype=np.float64), x)
+>>> print(report)          # one line per tensor: largest error and where
+>>> assert report.ok
 
 ``python -m minigan.gradcheck`` checks every layer and prints the table.
 """
@@ -237,7 +237,7 @@ def check_layer(layer, x, seed=1234, eps=1e-6, tolerance=DEFAULT_TOLERANCE, name
 def check_function(forward, backward, inputs, names=None, seed=1234, eps=1e-6,
                    tolerance=DEFAULT_TOLERANCE, name=None, upstream=None) -> Report:  # fmt: skip
     """Check a functional pair: ``forward(*inputs) -> (out, cache)`` and
-    ``backward(dout, cache) -> gradients``, one per input (None for non-arrays).
+    ``backward(dout, cache) -> gradients``, one per input (None for non-arrays)::
 
         check_function(lambda x, w, b: F.conv2d_forward(x, w, b, stride=2),
                        F.conv2d_backward, [x, w, b], names=["x", "w", "b"],

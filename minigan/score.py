@@ -1,22 +1,24 @@
 """Sample quality offline: a Fréchet distance in the features of a small judge CNN.
 
+From the shell::
+
     python -m minigan.score --samples samples.npy --dataset mnist5k
     python -m minigan.score --checkpoint runs/mnist5k          # samples 10,000 for you
 
 What this module holds:
-  ``Judge``             the classifier, from minigan's own layers: 28x28 grey images in
-                        [-1, 1] -> 64 features (its penultimate layer) -> 10 class logits;
-  ``frechet_distance``  between two Gaussians, in NumPy (no SciPy);
-  ``judge(dataset)``    the shipped judge of a dataset, with the mean and covariance of
-                        its held-out real images' features (``minigan/assets/judge_*.npz``,
-                        written by ``benchmarks/train_judge.py``);
-  ``evaluate``          the score of a batch of images: the Fréchet distance, the legible
-                        share (images the judge classifies with probability >= 0.9), the
-                        share of images the judge puts in each class, that share's entropy
-                        and the judge's mean confidence;
-  ``real_legible``      the legible share of the judge's held-out real images, the mark
-                        that samples are measured against;
-  ``main``              the command line.
+
+- ``Judge``: the classifier, from minigan's own layers: 28x28 grey images in
+  [-1, 1] -> 64 features (its penultimate layer) -> 10 class logits;
+- ``frechet_distance``: between two Gaussians, in NumPy (no SciPy);
+- ``judge(dataset)``: the shipped judge of a dataset, with the mean and covariance of
+  its held-out real images' features (``minigan/assets/judge_*.npz``, written by
+  ``benchmarks/train_judge.py``);
+- ``evaluate``: the score of a batch of images: the Fréchet distance, the legible
+  share (images the judge classifies with probability >= 0.9), the share of images
+  the judge puts in each class, that share's entropy and the judge's mean confidence;
+- ``real_legible``: the legible share of the judge's held-out real images, the mark
+  that samples are measured against;
+- ``main``: the command line.
 
 This is FID's recipe (Heusel et al. 2017) with a judge trained on the dataset itself
 instead of Inception-v3 trained on ImageNet, as papers on MNIST-like data do. Its
@@ -92,9 +94,12 @@ class Judge(nn.Module):
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
-    """The Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2):
+    r"""The Fréchet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2):
 
-        ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrt(sigma1 sigma2))
+    .. math::
+
+        \lVert \mu_1 - \mu_2 \rVert^2 + \operatorname{tr} \Sigma_1 + \operatorname{tr} \Sigma_2
+        - 2 \operatorname{tr} \sqrt{\Sigma_1 \Sigma_2}
 
     mu: (D,), sigma: (D, D) symmetric positive semi-definite. sigma1 sigma2 is not
     symmetric, but it has the eigenvalues of sqrt(sigma1) sigma2 sqrt(sigma1), which
