@@ -9,6 +9,11 @@ from .module import Module, Parameter
 
 
 class Optimizer:
+    """What SGD and Adam share: a list of ``Parameter`` objects and a learning rate,
+    ``zero_grad()``, and ``state_dict()`` / ``load_state_dict()``: the step count and
+    each parameter's buffers (``buffers()``) as a flat dict of NumPy arrays, which a
+    checkpoint ``.npz`` holds. Subclasses write ``step()``."""
+
     lazy_buffers = False  # True: per-parameter state is created on the first step
 
     def __init__(self, params, lr):
