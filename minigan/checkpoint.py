@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import resources
+
 META_KEY = "__meta__"
 PICKLE = "it holds Python objects, and minigan never unpickles anything"
 # What the training and sampling commands read from the metadata of the checkpoints
@@ -42,7 +44,10 @@ def atomic_write(path, write) -> Path:
     rename it over ``path``: a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as e:  # name the file the caller asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -52,8 +57,10 @@ def atomic_write(path, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # e.g. a full disk
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     return path
 
@@ -64,20 +71,25 @@ def load(path) -> tuple[dict, dict]:
     the file: nothing is unpickled, and no array is allocated before its .npy header
     is checked against the bytes that back it."""
     path = Path(path)
-    if path.is_dir() and (path / "checkpoints" / "last.npz").is_file():
-        path = path / "checkpoints" / "last.npz"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        if path.is_dir() and (path / "checkpoints" / "last.npz").is_file():
+            path = path / "checkpoints" / "last.npz"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        with open(path, "rb"):  # a file this user may not read is said so, not "no archive"
+            pass
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a minigan checkpoint (not an .npz archive)")
     try:
-        _check_members(path)
+        check_members(path)
         with np.load(path, allow_pickle=False) as f:
             arrays = {name: f[name] for name in f.files}
         if META_KEY not in arrays:
             raise CheckpointError(f"{path}: not a minigan checkpoint (it has no metadata)")
         meta = json.loads(str(arrays.pop(META_KEY)))
-    except CheckpointError:
+    except (CheckpointError, MemoryError):  # out of memory is the machine's, not the file's
         raise
     except ValueError as e:
         reason = PICKLE if "pickle" in str(e) else str(e)
@@ -97,10 +109,21 @@ def load(path) -> tuple[dict, dict]:
     return arrays, meta
 
 
-def _check_members(path) -> None:
-    """Every .npy member's header against the bytes the member holds, before NumPy
-    reads it (NumPy allocates the array a header declares, then reads into it)."""
+def check_members(path) -> None:
+    """The archive's decompressed size, then every .npy member's header against the bytes
+    the member holds, before NumPy reads it (NumPy allocates the array a header declares,
+    then reads into it).
+
+    The zip-bomb defence: the sizes the zip's central directory declares for its members
+    are what reading them can decompress at most (``zipfile`` stops there, and then checks
+    the CRC). Their sum must fit in the memory available, or the file is refused before
+    any member is expanded: a few kilobytes of compressed zeros cannot claim gigabytes."""
     with zipfile.ZipFile(path) as z:
+        expanded = sum(info.file_size for info in z.infolist())
+        try:
+            resources.check_memory(expanded, f"its {len(z.infolist())} members, decompressed,")
+        except resources.NotEnoughMemory as e:
+            raise CheckpointError(f"{path}: refused before reading: {e}") from None
         for info in z.infolist():
             if not info.filename.endswith(".npy"):
                 continue  # NumPy hands such members over as bytes: refused above

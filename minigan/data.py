@@ -25,7 +25,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
+import json
+import math
 import os
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -33,6 +36,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from . import checkpoint, resources
 
 DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "folder")
 NATIVE_SIZE = {"mnist5k": 28, "mnist": 28, "fashion-mnist": 28, "cifar10": 32, "folder": 64}
@@ -68,6 +73,57 @@ IDX_MIRRORS = {
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
 SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")]}
+
+# The standard files, known by the number of items their header declares, and their
+# checksums, verified once per file (then remembered by its size and modification time
+# in the cache's verified.json, see ``verify_standard``):
+#   content  SHA-256 of the uncompressed IDX bytes: the same for the file gzipped or not,
+#            whoever compressed it. Fashion-MNIST's were computed from Debian's
+#            dataset-fashion-mnist package (whose .gz files are recompressed, so their
+#            own checksums differ from the official downloads', while the content is the
+#            same); MNIST's uncompressed checksums are not known to minigan;
+#   gz       SHA-256 of the official .gz download, as published (torchvision, TensorFlow
+#            Datasets); for MNIST, whose content checksums are not known here.
+# CIFAR-10's binary batches have no published per-file checksum (only the tarball's,
+# which minigan never reads), so they are checked for their structure only.
+STANDARD_COUNTS = {IDX_TRAIN_IMAGES: 60000, IDX_TRAIN_LABELS: 60000,
+                   IDX_TEST_IMAGES: 10000, IDX_TEST_LABELS: 10000}  # fmt: skip
+STANDARD_SHA256 = {
+    "mnist": {
+        IDX_TRAIN_IMAGES: {
+            "gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+        },
+        IDX_TRAIN_LABELS: {
+            "gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+        },
+        IDX_TEST_IMAGES: {"gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
+        IDX_TEST_LABELS: {"gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
+    },
+    "fashion-mnist": {
+        IDX_TRAIN_IMAGES: {
+            "content": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"
+        },
+        IDX_TRAIN_LABELS: {
+            "content": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"
+        },
+        IDX_TEST_IMAGES: {
+            "content": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"
+        },
+        IDX_TEST_LABELS: {
+            "content": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
+        },
+    },
+}
+# The official .gz downloads' sizes: a mirror may send this much plus DOWNLOAD_MARGIN
+# (5%, and at least 64 kB) and no more; every download ends within DOWNLOAD_SECONDS.
+DOWNLOAD_SIZES = {
+    "mnist": {IDX_TRAIN_IMAGES: 9912422, IDX_TRAIN_LABELS: 28881,
+              IDX_TEST_IMAGES: 1648877, IDX_TEST_LABELS: 4542},
+    "fashion-mnist": {IDX_TRAIN_IMAGES: 26421880, IDX_TRAIN_LABELS: 29515,
+                      IDX_TEST_IMAGES: 4422102, IDX_TEST_LABELS: 5148},
+}  # fmt: skip
+DOWNLOAD_MARGIN = 0.05
+DOWNLOAD_SECONDS = 900.0  # the whole download, however slowly the bytes come
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
@@ -114,8 +170,11 @@ def load_bundled_labels() -> np.ndarray:
 
 def _bundled(key) -> np.ndarray:
     try:
+        checkpoint.check_members(BUNDLED)  # the decompressed sizes, before anything expands
         with np.load(BUNDLED, allow_pickle=False) as f:
             return f[key]
+    except MemoryError:
+        raise
     except Exception as e:  # zipfile's and numpy's parsers fail on damage in many ways
         reason = " ".join(f"{type(e).__name__}: {e}".split())
         raise DataError(f"{BUNDLED}: damaged ({reason}); reinstall minigan") from None
@@ -155,6 +214,10 @@ def read_idx_images(path) -> np.ndarray:
             size = n * h * w
             if not zipped and (held := os.fstat(f.fileno()).st_size) != 16 + size:
                 raise corrupted(n, h, w, held)
+            try:  # a gzipped file may hold what its header says: only memory bounds it
+                resources.check_memory(2 * size, f"{n} images of {h}x{w}")  # read, then copied
+            except resources.NotEnoughMemory as e:
+                raise DataError(f"{path}: its header promises {n} images of {h}x{w}: {e}") from None
             body = bytearray()
             while len(body) <= size and (chunk := f.read(min(1 << 20, size + 1 - len(body)))):
                 body += chunk
@@ -247,29 +310,131 @@ def _idx_path(name, stem, data_dir, download, mirrors) -> Path:
             raise DataError(f"{name}: {target} not found")
         md5 = IDX_CHECKSUMS[name] if stem == IDX_TRAIN_IMAGES else IDX_MORE_CHECKSUMS[name][stem]
         mirrors = mirrors or IDX_MIRRORS[name]
-        path = download_file([m + stem + ".gz" for m in mirrors], target, md5)
+        size = DOWNLOAD_SIZES.get(name, {}).get(stem)
+        path = download_file([m + stem + ".gz" for m in mirrors], target, md5, size)
+    verify_standard(name, stem, path)
     return path
 
 
-def download_file(urls, target, md5) -> Path:
+# ---- the standard files' checksums, verified once -------------------------------------------
+
+
+def verify_standard(name, stem, path) -> None:
+    """Check ``path`` against the known SHA-256 of the standard file ``stem`` of dataset
+    ``name`` (``STANDARD_SHA256``), once: a file whose header declares the standard
+    number of items must be that file, byte for byte, or it is refused in one line
+    (a DataError naming it). A file of another size is a dataset of your own and is
+    not checked. A verified file is remembered in ``verified.json`` in minigan's cache
+    by its size and modification time, so later loads do not read it twice."""
+    path = Path(path)
+    known = STANDARD_SHA256.get(name, {}).get(stem)
+    count = STANDARD_COUNTS.get(stem)
+    try:
+        zipped, header = _idx_header(path)
+        if not known or int.from_bytes(header[4:8], "big") != count:
+            return  # not the standard file, or nothing known to check it against
+        stat = path.stat()
+        expected = known.get("content") or (known.get("gz") if zipped else None)
+        if expected is None:  # e.g. MNIST, uncompressed: no checksum is known for it
+            return
+        key = str(path.resolve())
+        stamps = _read_stamps()
+        stamp = stamps.get(key, {})
+        if stamp == {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": expected}:
+            return
+        what = "uncompressed content" if "content" in known else "file"
+        digest = _sha256(path, zipped and "content" in known, limit=16 + 784 * count + 1)
+    except (OSError, EOFError, zlib.error):
+        return  # a file that cannot be read is named by the reader that reads it next
+    if digest != expected:
+        raise DataError(
+            f"{path}: checksum mismatch: its {what}'s SHA-256 is {digest}, the standard "
+            f"{name} {stem} file's is {expected}; the file is damaged or not the original "
+            f"(delete it, and minigan downloads it again, or pass --data-dir)"
+        )
+    stamps[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": expected}
+    try:
+        text = json.dumps(stamps, indent=1).encode()
+        checkpoint.atomic_write(_stamps_path(), lambda f: f.write(text))
+    except OSError:
+        pass  # a cache that cannot be written: the file is verified again next time
+
+
+def _idx_header(path) -> tuple[bool, bytes]:
+    with open(path, "rb") as f:
+        zipped = f.read(2) == b"\x1f\x8b"
+    with gzip.open(path) if zipped else open(path, "rb") as f:
+        return zipped, f.read(16)
+
+
+def _sha256(path, decompress, limit) -> str:
+    """SHA-256 of the file's bytes, or of its gzip stream's content; never more than
+    ``limit`` bytes are read (a longer file cannot match anyway)."""
+    digest, read = hashlib.sha256(), 0
+    with gzip.open(path) if decompress else open(path, "rb") as f:
+        while read < limit and (chunk := f.read(min(1 << 20, limit - read))):
+            digest.update(chunk)
+            read += len(chunk)
+    return digest.hexdigest()
+
+
+def _stamps_path() -> Path:
+    return cache_dir("verified.json")
+
+
+def _read_stamps() -> dict:
+    try:
+        stamps = json.loads(_stamps_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamps if isinstance(stamps, dict) else {}
+
+
+class _LocalWriteError(Exception):
+    """A download that this machine could not store (not the mirror's fault)."""
+
+
+def download_file(urls, target, md5, size=None, seconds=None) -> Path:
     """Fetch the first URL that works into ``target``, verify its MD5 and move it into
-    place (a half-written or wrong file never takes the target's name)."""
+    place (a half-written or wrong file never takes the target's name).
+
+    ``size``: the file's expected size. A mirror that announces or sends more than that
+    plus ``DOWNLOAD_MARGIN`` is cut off, and the disk must have room for it first. Each
+    mirror gets ``seconds`` (``DOWNLOAD_SECONDS``) in all, however slowly bytes arrive,
+    and 30 s per network operation. A file that cannot be written here (a full disk,
+    no permission) stops at once: another mirror would not help."""
     from tqdm import tqdm
 
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    seconds = DOWNLOAD_SECONDS if seconds is None else seconds
+    cap = None if size is None else size + max(int(size * DOWNLOAD_MARGIN), 65536)
     partial = target.with_name(target.name + ".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if size is not None:
+            resources.check_disk(target, size, f"downloading {target.name}")
+    except OSError as e:
+        raise DataError(f"cannot download {target.name}: {resources.describe(e, target)}") from None
     reasons = []
     for url in urls:
+        deadline = time.monotonic() + seconds
         try:
-            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+            with urllib.request.urlopen(url, timeout=min(30, seconds)) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                digest = hashlib.md5()
-                with tqdm(
+                if cap is not None and total is not None and total > cap:
+                    reasons.append(f"{url}: announces {total} bytes; the file has {size}")
+                    continue
+                digest, received = hashlib.md5(), 0
+                with _open_local(partial) as out, tqdm(
                     total=total, unit="B", unit_scale=True, desc=f"download {target.name}"
-                ) as bar:
-                    while chunk := response.read(1 << 16):
-                        out.write(chunk)
+                ) as bar:  # fmt: skip
+                    while chunk := response.read1(1 << 16):
+                        received += len(chunk)
+                        if cap is not None and received > cap:
+                            raise ValueError(f"sent more than {cap} bytes; the file has {size}")
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"not done after {seconds:g} s ({received} bytes)")
+                        _write_local(out, chunk, partial)
                         digest.update(chunk)
                         bar.update(len(chunk))
             if digest.hexdigest() != md5:
@@ -282,12 +447,28 @@ def download_file(urls, target, md5) -> Path:
             if isinstance(e, http.client.HTTPException):  # a broken reply: say what broke
                 reason = f"{type(e).__name__}: {e}"
             reasons.append(f"{url}: " + " ".join(str(reason).split()))  # one line, always
+        except _LocalWriteError as e:
+            raise DataError(f"cannot download {target.name}: {e}") from None
         finally:
             partial.unlink(missing_ok=True)
     raise DataError(
         f"could not download {target.name} ({'; '.join(reasons)}); download it by hand "
         f"from {urls[0]} and put it at {target} (or pass --data-dir DIR holding it)"
     )
+
+
+def _open_local(path):
+    try:
+        return open(path, "wb")
+    except OSError as e:
+        raise _LocalWriteError(resources.describe(e, path)) from None
+
+
+def _write_local(out, chunk, path):
+    try:
+        out.write(chunk)
+    except OSError as e:
+        raise _LocalWriteError(resources.describe(e, path)) from None
 
 
 # ---- CIFAR-10, binary version -------------------------------------------------------------
@@ -316,6 +497,11 @@ def load_cifar10(data_dir) -> np.ndarray:
             "or pass --data-dir DIR"
         )
     record = 1 + 3 * 32 * 32
+    try:
+        held = sum(path.stat().st_size for path in files if path.is_file())
+        resources.check_memory(2 * held, f"{len(files)} CIFAR-10 batches of {held} bytes")
+    except resources.NotEnoughMemory as e:
+        raise DataError(f"{files[0].parent}: {e}") from None
     batches = []
     for path in files:
         try:
@@ -368,6 +554,7 @@ def load_folder(data_dir, image_size) -> np.ndarray:
             # DecompressionBombError, ...): each means this file is no image minigan can use
             reason = " ".join(f"{type(e).__name__}: {e}".split())
             raise DataError(f"{path}: cannot read this image ({reason})") from None
+    resources.check_memory(len(arrays) * 3 * image_size**2, f"{len(arrays)} images")
     if all(a.ndim == 2 for a in arrays):
         return np.stack(arrays)[:, None]
     # Pillow turns L into RGB by copying the value into all three channels
@@ -402,7 +589,9 @@ def resize(images, size) -> np.ndarray:
     """uint8 (N, C, H, W) -> (N, C, size, size), each image resized with Lanczos."""
     from PIL import Image
 
-    out = np.empty(images.shape[:2] + (size, size), dtype=np.uint8)
+    shape = images.shape[:2] + (size, size)
+    resources.check_memory(math.prod(shape), f"{len(images)} images resized to {size}x{size}")
+    out = np.empty(shape, dtype=np.uint8)
     for i, image in enumerate(images):
         for c, plane in enumerate(image):
             out[i, c] = np.asarray(_square(Image.fromarray(plane), size))

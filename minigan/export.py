@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backend, checkpoint
+from . import __version__, backend, checkpoint, resources
 from .models import dcgan
 from .models.dcgan import Discriminator, Generator
 
@@ -426,9 +426,9 @@ def main(argv=None) -> int:
     except checkpoint.CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
-        print(f"error: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
-        return 1
+    except (OSError, MemoryError) as e:  # the machine's: a full disk, no permission, no memory
+        print(f"error: {resources.describe(e, out)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,12 +1,18 @@
 """Pictures of a run: image grids as PNG files, an animated GIF of them, and the
-plots of ``metrics.csv`` (losses and D's outputs; the quality score over time)."""
+plots of ``metrics.csv`` (losses and D's outputs; the quality score over time).
+
+Every picture is written atomically (``checkpoint.atomic_write``): a run killed while
+writing one leaves the previous file or none, never half a PNG."""
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint import atomic_write
 
 
 def to_uint8(images) -> np.ndarray:
@@ -39,24 +45,32 @@ def save_png(path, picture, scale=1) -> Path:
     picture = np.asarray(picture)
     if scale > 1:
         picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path)
-    return path
+    image = Image.fromarray(picture)
+    return atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def save_gif(path, png_paths, seconds_per_frame=0.5) -> Path | None:
-    """An animated GIF of the given PNG files, in order (None if there are none)."""
+    """An animated GIF of the given PNG files, in order (None if none can be read).
+
+    A file that cannot be read as an image (e.g. a grid cut short when a run was killed
+    while writing it) is left out, with one ``warning:`` line on stderr naming it."""
     from PIL import Image
 
-    frames = [Image.open(p).convert("RGB") for p in png_paths]
+    frames = []
+    for p in png_paths:
+        try:
+            with Image.open(p) as image:
+                frames.append(image.convert("RGB"))
+        except Exception as e:  # a damaged PNG fails in many ways (OSError, SyntaxError, ...)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            print(f"warning: {p}: cannot read this grid ({reason}); {Path(path).name} "
+                  "leaves it out", file=sys.stderr)  # fmt: skip
     if not frames:
         return None
-    frames[0].save(
-        path, save_all=True, append_images=frames[1:], duration=int(seconds_per_frame * 1000),
-        loop=0,
-    )  # fmt: skip
-    return Path(path)
+    return atomic_write(path, lambda f: frames[0].save(
+        f, format="GIF", save_all=True, append_images=frames[1:],
+        duration=int(seconds_per_frame * 1000), loop=0,
+    ))  # fmt: skip
 
 
 def _pyplot():
@@ -92,8 +106,10 @@ def plot_losses(metrics_path, png_path):
     bottom.set_ylim(0, 1)
     bottom.legend()
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def plot_quality(metrics_path, png_path):
@@ -130,5 +146,7 @@ def plot_quality(metrics_path, png_path):
         ax.legend()
     fig.suptitle("quality score: minigan.score, in the judge's features", fontsize=10)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(png_path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)

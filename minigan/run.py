@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import signal
 import sys
@@ -20,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, backend, checkpoint, data, images
+from . import __version__, backend, checkpoint, data, images, resources
 from .gan import CollapseWatch, GANTrainer
-from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
+from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator, training_memory
 
 FIXED_NOISE = 64  # samples in every grid
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -70,6 +71,12 @@ class Run:
             c["batch_size"] = n
         self.steps_per_epoch = n // c["batch_size"]
         self.score_every = self._score_every()
+        averaged = bool(c["ema_decay"])
+        needs = training_memory(
+            c["nz"], c["ngf"], c["ndf"], channels, size, c["batch_size"], averaged
+        )
+        model = f"--ngf {c['ngf']} --ndf {c['ndf']} --nz {c['nz']} at {size}x{size}"
+        resources.check_memory(needs, f"training ({model}, --batch-size {c['batch_size']})")
 
         bk = backend.current()
         bk.seed(c["seed"])
@@ -80,6 +87,7 @@ class Run:
         noise = np.random.default_rng([c["seed"], 1]).standard_normal((FIXED_NOISE, c["nz"], 1, 1))
         self.fixed_noise = noise.astype(np.float32)
         self.step = 0
+        self.saved = None  # (path, step) of the last checkpoint known to be whole on disk
         if arrays is not None:
             try:
                 self.trainer.load_state_dict(arrays)
@@ -92,6 +100,9 @@ class Run:
                         f"expected float32 (n, {c['nz']}, 1, 1)"
                     )
                 self.step = meta["step"]
+                resumed = Path(meta["path"])  # a run folder stands for its last.npz
+                resumed = resumed / "checkpoints" / "last.npz" if resumed.is_dir() else resumed
+                self.saved = (resumed, self.step)
                 bk.set_rng_state(meta["rng_state"])
                 if self.trainer.G_ema is None and any(k.startswith("G_ema.") for k in arrays):
                     note = "--ema-decay 0: the checkpoint's averaged generator is dropped"
@@ -107,12 +118,17 @@ class Run:
         self.samples.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.out / "metrics.csv"
-        self._keep_metrics_up_to(self.step)
+        self._warned = set()  # the kinds of optional file (grids, plots, ...) that failed
+        self._optional("metrics", self.metrics_path, lambda: self._keep_metrics_up_to(self.step))
         self.interrupted = None  # the name of the signal that asked the run to stop
         self.collapse = CollapseWatch()
 
     # ---- what the run leaves behind --------------------------------------------------------
     def save_checkpoint(self, path) -> Path:
+        """Write a checkpoint atomically. A disk without room for it is found before the
+        write starts; any failure to write (a full disk, no permission) leaves the
+        previous file whole and stops the run: the checkpoint must not be lost."""
+        path = Path(path)
         arrays = {**self.trainer.state_dict(), "fixed_noise": self.fixed_noise}
         meta = dict(
             format="minigan-dcgan",
@@ -125,15 +141,49 @@ class Run:
             channels=int(self.images.shape[1]),
             image_size=int(self.images.shape[-1]),
         )
-        return checkpoint.save(path, arrays, meta)
+        # the arrays, plus each member's zip and .npy headers and the JSON metadata
+        needs = sum(a.nbytes for a in arrays.values()) + 512 * len(arrays) + 16384
+        resources.check_disk(path, needs, f"the checkpoint at step {self.step}")
+        checkpoint.save(path, arrays, meta)
+        if path.name == "last.npz":
+            self.saved = (path, self.step)
+        return path
 
-    def sample_grid(self, name, raw=False) -> Path:
+    def _optional(self, kind, path, write):
+        """``write()`` for a file that helps a person watch the run (a grid, a plot, the
+        GIF, metrics.csv): if the machine refuses it (a full disk, no permission, no
+        memory), one warning per kind of file, and training goes on. Returns what
+        ``write`` returns, or None when it failed."""
+        try:
+            return write()
+        except (OSError, MemoryError, ValueError) as e:  # ValueError: a plot of a damaged CSV
+            if kind not in self._warned:
+                self._warned.add(kind)
+                print(
+                    f"warning: {resources.describe(e, path)}; training goes on without it "
+                    f"(further failures to write the {kind} are not reported)",
+                    file=sys.stderr,
+                )
+            return None
+
+    def safe_note(self) -> str:
+        """What survives a run that stopped, and how to go on from it, for its error line."""
+        if self.saved is None:
+            return "no checkpoint was written yet"
+        path, step = self.saved
+        return (
+            f"the last good checkpoint is {path} (step {step}); continue with: "
+            f"python -m minigan.train --resume {path}"
+        )
+
+    def sample_grid(self, name, raw=False) -> Path | None:
         G = self.trainer.generator(raw).eval()
         fake = G(backend.current().from_numpy(self.fixed_noise))
         self.G.train()
         grid = images.make_grid(backend.current().to_numpy(fake), nrow=8)
         scale = 2 if self.config["image_size"] <= 32 else 1
-        return images.save_png(self.samples / name, grid, scale=scale)
+        path = self.samples / name
+        return self._optional("sample grids", path, lambda: images.save_png(path, grid, scale))
 
     def _score_every(self) -> int:
         """Epochs between quality scores: --score-every, or by default (None) the whole
@@ -183,20 +233,28 @@ class Run:
                 rows = [r for r in csv.reader(f)][1:]
             rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
             rows = [(r + [""] * len(header))[: len(header)] for r in rows]  # older, narrower
-        with open(self.metrics_path, "w", newline="") as f:
-            csv.writer(f).writerows([header, *rows])
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows([header, *rows])
+        checkpoint.atomic_write(self.metrics_path, lambda f: f.write(text.getvalue().encode()))
 
     def log(self, metrics, seconds, scores):
         row = [self.step, f"{self.step / self.steps_per_epoch:.4f}"]
         row += [f"{metrics[k]:.6g}" for k in METRICS] + [f"{seconds:.4f}"]
         row += [f"{scores[k]:.6g}" if k in scores else "" for k in SCORES]
-        with open(self.metrics_path, "a", newline="") as f:
-            csv.writer(f).writerow(row)
+
+        def append():
+            with open(self.metrics_path, "a", newline="") as f:
+                csv.writer(f).writerow(row)
+
+        self._optional("metrics", self.metrics_path, append)
 
     def plot_metrics(self):
-        images.plot_losses(self.metrics_path, self.out / "losses.png")
+        losses, quality = self.out / "losses.png", self.out / "quality.png"
+        self._optional("plots", losses, lambda: images.plot_losses(self.metrics_path, losses))
         if self.score_every:
-            images.plot_quality(self.metrics_path, self.out / "quality.png")
+            self._optional(
+                "plots", quality, lambda: images.plot_quality(self.metrics_path, quality)
+            )
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self) -> str:
@@ -207,60 +265,63 @@ class Run:
         c, per_epoch = self.config, self.steps_per_epoch
         total = c["epochs"] * per_epoch
         end = min(total, c["max_steps"] or total)
-        saved_at = time.monotonic()
+        self._saved_at = time.monotonic()
         while self.step < end and not self.interrupted:
             epoch, start = divmod(self.step, per_epoch)
-            bar = tqdm(
+            with tqdm(  # closed however the epoch ends: an error line gets a line of its own
                 total=per_epoch,
                 initial=start,
                 desc=f"epoch {epoch + 1}/{c['epochs']}",
                 unit="step",
                 dynamic_ncols=True,
-            )
-            batches = data.batches(self.images, c["batch_size"], c["seed"], epoch, start, raw=True)
-            for real in batches:  # uint8: scaled to [-1, 1] on the backend
-                began = time.perf_counter()
-                m = self.trainer.step(real)
-                if not all(math.isfinite(v) for v in m.values()):
-                    bar.close()
-                    raise Diverged(self.step + 1, m)
-                self.step += 1
-                seconds = time.perf_counter() - began
-                epochs_done, within = divmod(self.step, per_epoch)
-                scored = (
-                    self.score_every
-                    and not within
-                    and (epochs_done % self.score_every == 0 or epochs_done == c["epochs"])
-                )
-                scores = {}
-                if scored:
-                    bar.set_description(f"epoch {epoch + 1}/{c['epochs']}, scoring")
-                    scores = self.scores()
-                    bar.write(f"epoch {epochs_done}: quality {self.describe_scores(scores)}")
-                self.log(m, seconds, scores)
-                bar.set_postfix(
-                    {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",
-                     "D(x)": f"{m['d_real']:.2f}", "D(G(z))": f"{m['d_fake']:.2f}"},
-                    refresh=False,
-                )  # fmt: skip
-                bar.update()
-                if self.collapse.update(self.step, m):
-                    bar.write(f"warning: {self.collapse.message}", file=sys.stderr)
-                    if c["stop_on_collapse"]:
-                        self.interrupted = "collapse"
-                minutes = c["checkpoint_minutes"]
-                if minutes and time.monotonic() - saved_at >= 60 * minutes:
-                    self.save_checkpoint(self.checkpoints / "last.npz")  # mid-epoch
-                    saved_at = time.monotonic()
-                if self.step >= end or self.interrupted:
-                    break
-            bar.close()
+            ) as bar:
+                self._epoch(bar, epoch, start, end)
             if self.step % per_epoch == 0:
                 self.end_of_epoch(self.step // per_epoch)
-                saved_at = time.monotonic()
+                self._saved_at = time.monotonic()
         if self.interrupted:
             return "collapsed" if self.interrupted == "collapse" else "interrupted"
         return "done" if self.step >= total else "max-steps"
+
+    def _epoch(self, bar, epoch, start, end):
+        """The steps of one epoch from its batch ``start``, to step ``end`` or a stop."""
+        c, per_epoch = self.config, self.steps_per_epoch
+        batches = data.batches(self.images, c["batch_size"], c["seed"], epoch, start, raw=True)
+        for real in batches:  # uint8: scaled to [-1, 1] on the backend
+            began = time.perf_counter()
+            m = self.trainer.step(real)
+            if not all(math.isfinite(v) for v in m.values()):
+                raise Diverged(self.step + 1, m)
+            self.step += 1
+            seconds = time.perf_counter() - began
+            epochs_done, within = divmod(self.step, per_epoch)
+            scored = (
+                self.score_every
+                and not within
+                and (epochs_done % self.score_every == 0 or epochs_done == c["epochs"])
+            )
+            scores = {}
+            if scored:
+                bar.set_description(f"epoch {epoch + 1}/{c['epochs']}, scoring")
+                scores = self.scores()
+                bar.write(f"epoch {epochs_done}: quality {self.describe_scores(scores)}")
+            self.log(m, seconds, scores)
+            bar.set_postfix(
+                {"loss_d": f"{m['loss_d']:.3f}", "loss_g": f"{m['loss_g']:.3f}",
+                 "D(x)": f"{m['d_real']:.2f}", "D(G(z))": f"{m['d_fake']:.2f}"},
+                refresh=False,
+            )  # fmt: skip
+            bar.update()
+            if self.collapse.update(self.step, m):
+                bar.write(f"warning: {self.collapse.message}", file=sys.stderr)
+                if c["stop_on_collapse"]:
+                    self.interrupted = "collapse"
+            minutes = c["checkpoint_minutes"]
+            if minutes and time.monotonic() - self._saved_at >= 60 * minutes:
+                self.save_checkpoint(self.checkpoints / "last.npz")  # mid-epoch
+                self._saved_at = time.monotonic()
+            if self.step >= end or self.interrupted:
+                break
 
     def end_of_epoch(self, epoch):
         c = self.config
@@ -277,11 +338,27 @@ class Run:
         final = self.sample_grid("final.png")
         raw = [self.sample_grid("final_raw.png", raw=True)] if self.trainer.G_ema else []
         last = self.save_checkpoint(self.checkpoints / "last.npz")
-        frames = sorted(self.samples.glob("epoch_*.png")) + [final]
-        gif = images.save_gif(self.out / "progress.gif", frames)
+        frames = sorted(self.samples.glob("epoch_*.png")) + ([final] if final else [])
+        gif_path = self.out / "progress.gif"
+        gif = self._optional("GIF", gif_path, lambda: images.save_gif(gif_path, frames))
         self.plot_metrics()
         plots = [p for p in (self.out / "losses.png", self.out / "quality.png") if p.exists()]
-        return [final, last, gif, *raw, *plots, self.metrics_path]
+        return [p for p in (final, last, gif, *raw, *plots, self.metrics_path) if p]
+
+
+def fault_line(error, run=None, resume=None) -> str:
+    """The one line for a run stopped by the machine (an OSError: a full disk, a folder
+    it may not write; or a MemoryError): what failed, where the run stopped, what is
+    still safe on disk and the command that continues from it."""
+    said = resources.describe(error)
+    if run is not None:
+        return f"{said}; the run stopped at step {run.step}, and {run.safe_note()}"
+    if resume:
+        return (
+            f"{said}; nothing was trained, and {resume} is unchanged; continue with: "
+            f"python -m minigan.train --resume {resume}"
+        )
+    return said
 
 
 @contextlib.contextmanager

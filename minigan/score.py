@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backend, checkpoint, nn
+from . import backend, checkpoint, nn, resources
 
 ASSETS = Path(__file__).parent / "assets"
 # Which judge scores which dataset: the bundled digits are MNIST digits.
@@ -235,6 +235,10 @@ def evaluate(images, dataset, batch_size=500) -> dict:
       number: crisp images make it confident);
     - ``n``: the number of images. Compare fd only between equal n.
     """
+    resources.check_memory(  # a float32 copy of the images, their features and logits
+        len(images) * (4 * math.prod(IMAGE_SHAPE) + 8 * (2 * FEATURES + 3 * CLASSES)),
+        f"scoring {len(images)} images",
+    )
     model = judge(dataset)
     x = as_judge_input(images)
     features, logits = features_and_logits(model, x, batch_size)
@@ -312,13 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_samples(path) -> np.ndarray:
+    """The .npy array at ``path``, memory-mapped: its header is checked against the
+    file's size before anything is read, and the images are read a batch at a time."""
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except ValueError as e:
-        reason = "it holds Python objects, which are never unpickled" if "pickle" in str(e) else e
+        objects = "pickle" in str(e) or "Python objects" in str(e)
+        reason = "it holds Python objects, which are never unpickled" if objects else e
         raise ValueError(f"{path}: not a readable .npy array ({reason})") from None
+    except (OSError, MemoryError):  # the machine's (no permission, no memory): said as such
+        raise
     except Exception as e:  # a damaged file fails in many ways
         raise ValueError(f"{path}: not a readable .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(loaded, np.ndarray):
@@ -393,6 +402,9 @@ def main(argv=None) -> int:
         meta = judge(dataset).meta
     except (ValueError, checkpoint.CheckpointError) as e:  # BackendUnavailable is a ValueError
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as e:  # the machine's: an unreadable file, no memory
+        print(f"error: {resources.describe(e, args.samples or args.checkpoint)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"dataset": dataset, **result}))

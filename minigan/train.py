@@ -31,7 +31,15 @@ from .gan import (  # noqa: F401  (GANTrainer and the rest, where they used to b
 )
 from .images import plot_losses as plot_metrics  # noqa: F401  (its old name and place)
 from .models.dcgan import SUPPORTED_SIZES
-from .run import SCORE_STEPS, STOP_SIGNALS, Diverged, Run, UsageError, stop_signals_ask  # noqa: F401
+from .run import (  # noqa: F401
+    SCORE_STEPS,
+    STOP_SIGNALS,
+    Diverged,
+    Run,
+    UsageError,
+    fault_line,
+    stop_signals_ask,
+)
 
 # Flags that shape the model or the data; on --resume they come from the checkpoint.
 MODEL_KEYS = (
@@ -308,9 +316,9 @@ def main(argv=None) -> int:
     except (UsageError, data.DataError, checkpoint.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # e.g. a run folder that cannot be written
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return 1
+    except (OSError, MemoryError) as e:  # the machine's: a full disk, no permission, no memory
+        print(f"error: {fault_line(e, run, args.resume)}", file=sys.stderr)
+        return 2
     except Diverged as e:
         step, m = e.args
         last = run.checkpoints / "last.npz"
@@ -334,7 +342,7 @@ def main(argv=None) -> int:
         print(f"  {path}")
     if stop == "interrupted":
         name = signal.Signals(run.interrupted).name
-        print(f"stopped by {name}; continue with: python -m minigan.train --resume {files[1]}")
+        print(f"stopped by {name}; continue with: python -m minigan.train --resume {run.saved[0]}")
         return 128 + run.interrupted
     if stop == "collapsed":
         print(f"error: stopped (--stop-on-collapse): {run.collapse.message}", file=sys.stderr)

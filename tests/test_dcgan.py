@@ -442,7 +442,7 @@ def test_cli_trains_on_fashion_mnist_from_debian(tmp_path, monkeypatch, capsys):
 def test_unwritable_run_folder_is_a_one_line_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the run folder should go")
-    assert train.main([*TINY, "--max-steps", "1", "--out", str(blocker / "run")]) == 1
+    assert train.main([*TINY, "--max-steps", "1", "--out", str(blocker / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 

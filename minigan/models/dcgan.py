@@ -158,6 +158,57 @@ class Discriminator(_Stack):
         return summary(self, (1, self.channels, self.image_size, self.image_size), file)
 
 
+def convolutions(model, width, channels=3, image_size=64, nz=100) -> list[tuple]:
+    """The convolutions of a Generator (``model="G"``, ``width`` = ngf) or Discriminator
+    (``"D"``, ``width`` = ndf) as (in channels, out channels, kernel, output side), in
+    order, without building anything: what a size check before allocation needs."""
+    n = _doublings(image_size)
+    if model == "G":
+        if image_size == 28:
+            return [
+                (nz, 4 * width, 7, 7),
+                (4 * width, 2 * width, 4, 14),
+                (2 * width, channels, 4, 28),
+            ]
+        widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # ngf * 2^(L-1) ... ngf
+        chain = [nz, *widths, channels]
+        return [(cin, cout, 4, 4 * 2**i) for i, (cin, cout) in enumerate(zip(chain, chain[1:]))]
+    if image_size == 28:
+        return [(channels, 2 * width, 4, 14), (2 * width, 4 * width, 4, 7), (4 * width, 1, 7, 1)]
+    widths = [width * 2**i for i in range(n)]  # ndf ... ndf * 2^(L-1)
+    chain = [channels, *widths, 1]
+    sides = [image_size // 2 ** (i + 1) for i in range(n)] + [1]
+    return [(cin, cout, 4, side) for (cin, cout), side in zip(zip(chain, chain[1:]), sides)]
+
+
+def parameter_count(model, width, channels=3, image_size=64, nz=100) -> int:
+    """The parameters of that model (with batch norm), counted from ``convolutions``:
+    each convolution's weights, and a scale and shift per channel of every batch norm
+    (after each of G's convolutions but the last; after D's middle ones)."""
+    convs = convolutions(model, width, channels, image_size, nz)
+    normed = convs[:-1] if model == "G" else convs[1:-1]
+    return sum(cin * cout * k * k for cin, cout, k, _ in convs) + sum(2 * c[1] for c in normed)
+
+
+def training_memory(nz, ngf, ndf, channels, image_size, batch_size, averaged=False) -> int:
+    """A lower bound, in bytes, on the memory one GAN training step needs (float32):
+    G's and D's weights four times over (the weights, their gradients and Adam's two
+    moments; once more for an averaged G), and every convolution's output twice over
+    (the layer after it keeps it for its backward, and its gradient passes through),
+    for G's batch and D's two passes (real and fake). The real step needs more (im2col
+    buffers, batch norm's caches): a request above this bound cannot run at all."""
+    g = parameter_count("G", ngf, channels, image_size, nz)
+    d = parameter_count("D", ndf, channels, image_size)
+    weights = 4 * (4 * (g + d) + (g if averaged else 0))
+
+    def outputs(model, width):
+        layers = convolutions(model, width, channels, image_size, nz)
+        return sum(cout * side * side for _, cout, _, side in layers)
+
+    activations = 4 * batch_size * 2 * (outputs("G", ngf) + 2 * outputs("D", ndf))
+    return weights + activations
+
+
 def summary(model, input_shape, file=None) -> str:
     """A per-layer table (layer, output shape, parameters) with totals, like Keras's.
 
