@@ -1,12 +1,14 @@
 """The DCGAN of Radford, Metz & Chintala (2016), from minigan's own layers.
 
 The paper's guidelines, as the PyTorch DCGAN example implements them:
-  - no pooling: strided convolutions down in D, transposed convolutions up in G;
-  - batch norm everywhere except G's output layer and D's input layer;
-  - ReLU in G with a Tanh output (images live in [-1, 1]); LeakyReLU(0.2) in D;
-  - no hidden fully connected layers; conv layers without bias (batch norm's
-    shift makes a bias redundant);
-  - weights from N(0, 0.02) (``dcgan_init``, here with the models it belongs to).
+
+- no pooling: strided convolutions down in D, transposed convolutions up in G;
+- batch norm everywhere except G's output layer and D's input layer;
+- ReLU in G with a Tanh output (images live in [-1, 1]); LeakyReLU(0.2) in D;
+- no hidden fully connected layers; conv layers without bias (batch norm's
+  shift makes a bias redundant);
+- weights from N(0, 0.02) (``dcgan_init``, here with the models it belongs to).
+
 ``batch_norm=False`` builds the same models without batch norm, for the experiment
 that shows what it does: each BatchNorm2d becomes an ``nn.Identity`` (so every
 layer keeps its ``main.<i>`` index and state-dict key) and the convolution before
@@ -16,9 +18,10 @@ by ``nn.BCEWithLogitsLoss``.
 
 Layouts, so results and weights compare with the PyTorch DCGAN example (the layers
 sit in ``.main``, giving the same ``main.0.weight`` state-dict keys):
-  image_size = 4 * 2^L (16, 32, 64, 128): G grows 4x4 -> image by doubling, halving
+
+- image_size = 4 * 2^L (16, 32, 64, 128): G grows 4x4 -> image by doubling, halving
   the channels down to ngf; D mirrors it.
-  image_size = 28 (MNIST): G 7x7 -> 14x14 -> 28x28; D 28 -> 14 -> 7 -> 1.
+- image_size = 28 (MNIST): G 7x7 -> 14x14 -> 28x28; D 28 -> 14 -> 7 -> 1.
 """
 
 from __future__ import annotations
