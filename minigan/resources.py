@@ -99,6 +99,8 @@ def check_disk(path, nbytes, what) -> None:
 def describe(error, path=None) -> str:
     """One line for an OSError or MemoryError: 'path: reason' (the error's own path, else
     ``path``), e.g. 'runs/x/checkpoints/last.npz: No space left on device'."""
+    if isinstance(error, NotEnoughMemory):  # refused before allocation: it says why
+        return str(error)
     if isinstance(error, MemoryError):
         reason = " ".join(str(error).split()) or "the machine ran out of memory"
         return f"out of memory: {reason}"

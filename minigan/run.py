@@ -160,8 +160,8 @@ class Run:
             if kind not in self._warned:
                 self._warned.add(kind)
                 print(
-                    f"warning: {resources.describe(e, path)}; training goes on without it "
-                    f"(further failures to write the {kind} are not reported)",
+                    f"warning: cannot write {path} ({resources.describe(e)}); training goes on "
+                    f"without it (further failures to write the {kind} are not reported)",
                     file=sys.stderr,
                 )
             return None

@@ -208,7 +208,10 @@ def save_npy(path, shape, batches) -> Path:
     nbytes = math.prod(shape) * 4
     resources.check_disk(path, nbytes + 4096, f"an array {shape} of float32")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
