@@ -1,0 +1,109 @@
+"""minigan's own Sphinx glue: the lessons in the course, MathJax shipped with the site.
+
+- Every ``lessons/*.ipynb`` is copied to ``docs/course/`` before Sphinx looks for
+  sources (a glob, so renumbered and new lessons appear by themselves; copies of
+  lessons that no longer exist are removed). The copies keep the originals' times, so
+  an unchanged lesson is not read again. An exercise's ``solution`` cell gets the
+  ``hide-input`` tag, so the site folds it away as Jupyter does.
+- One API page per public module (``api/generated/minigan.*.rst``, an ``automodule``
+  each), found by walking the package, so a new module gets its page.
+- MathJax 3 (``tex-chtml-full.js`` and its woff fonts) is copied from the
+  sphinx-mathjax-offline wheel into ``_static/mathjax``: no page loads anything from
+  the network.
+"""
+
+import json
+import os
+import pkgutil
+import shutil
+from importlib.util import find_spec
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
+from sphinx.util.fileutil import copy_asset
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSONS = ROOT / "lessons"
+COURSE = ROOT / "docs" / "course"
+API_PAGES = ROOT / "docs" / "api" / "generated"
+MATHJAX_FILES = ["tex-chtml-full.js", "output/chtml/fonts/woff-v2"]
+
+
+def lesson_for_the_site(source: Path) -> str:
+    """The notebook's text with its ``solution`` cells folded (``hide-input``)."""
+    notebook = json.loads(source.read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "solution" in tags and "hide-input" not in tags:
+            cell["metadata"]["tags"] = [*tags, "hide-input"]
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+
+
+def copy_lessons(app, config):
+    lessons = sorted(LESSONS.glob("[0-9]*.ipynb"))
+    if not lessons:
+        raise ExtensionError(f"no lessons found in {LESSONS}")
+    for stale in COURSE.glob("*.ipynb"):
+        if not (LESSONS / stale.name).exists():
+            stale.unlink()
+    for source in lessons:
+        target = COURSE / source.name
+        write_if_changed(target, lesson_for_the_site(source))
+        shutil.copystat(source, target)  # unchanged lesson, unchanged time: not re-read
+
+
+def public_modules() -> list[str]:
+    """Every module of minigan a user may import: no ``_private`` parts, no ``__main__``."""
+    import minigan
+
+    names = ["minigan"]
+    for module in pkgutil.walk_packages(minigan.__path__, "minigan."):
+        if not any(part.startswith("_") for part in module.name.split(".")):
+            names.append(module.name)
+    return sorted(names)
+
+
+def write_if_changed(path: Path, text: str):
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+
+
+def write_api_pages(app, config):
+    names = public_modules()
+    for stale in API_PAGES.glob("*.rst"):
+        if stale.stem not in names:
+            stale.unlink()
+    for name in names:
+        page = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n"
+        write_if_changed(API_PAGES / f"{name}.rst", page)
+
+
+def mathjax_folder() -> Path:
+    spec = find_spec("sphinx-mathjax-offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise ExtensionError('MathJax not found: pip install -e ".[docs]" (sphinx-mathjax-offline)')
+    return Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax"
+
+
+def copy_mathjax(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    source = mathjax_folder()
+    target = Path(app.outdir) / "_static" / "mathjax"
+    for name in MATHJAX_FILES:
+        if (source / name).is_dir():
+            copy_asset(source / name, target / name)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, target / name)
+
+
+def setup(app):
+    mathjax_folder()  # fail at once, with the fix, where MathJax is missing
+    app.connect("config-inited", copy_lessons)
+    app.connect("config-inited", write_api_pages)
+    app.connect("build-finished", copy_mathjax)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
