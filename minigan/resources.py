@@ -64,13 +64,29 @@ def available_memory() -> int | None:
     return min(known) if known else None
 
 
-def check_memory(nbytes, what) -> None:
+def device_memory(bk) -> int | None:
+    """Bytes free on the GPU of backend ``bk`` (CuPy's: the device's free memory and the
+    blocks CuPy's pool holds for reuse), or None for a backend on the CPU."""
+    cuda = getattr(bk.xp, "cuda", None)
+    if cuda is None:
+        return None
+    try:
+        pooled = bk.xp.get_default_memory_pool().free_bytes()
+        return int(cuda.runtime.memGetInfo()[0]) + int(pooled)
+    except Exception:  # a driver that cannot say: the allocation itself will tell
+        return None
+
+
+def check_memory(nbytes, what, bk=None) -> None:
     """Refuse ``what`` (e.g. '10000000 samples of 1x28x28') in one line if it needs more
-    than the memory available now; nothing is allocated."""
-    free = available_memory()
+    than the memory available now (on ``bk``'s GPU, for a GPU backend); nothing is
+    allocated."""
+    free, where = available_memory(), "this machine has"
+    if bk is not None and (on_gpu := device_memory(bk)) is not None:
+        free, where = on_gpu, "the GPU has"
     if free is not None and nbytes > free:
         raise NotEnoughMemory(
-            f"{what} would need {size(nbytes)} of memory; this machine has {size(free)} available"
+            f"{what} would need {size(nbytes)} of memory; {where} {size(free)} available"
         )
 
 

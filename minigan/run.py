@@ -76,9 +76,9 @@ class Run:
             c["nz"], c["ngf"], c["ndf"], channels, size, c["batch_size"], averaged
         )
         model = f"--ngf {c['ngf']} --ndf {c['ndf']} --nz {c['nz']} at {size}x{size}"
-        resources.check_memory(needs, f"training ({model}, --batch-size {c['batch_size']})")
+        bk = backend.current()  # the GPU's memory, for a GPU backend
+        resources.check_memory(needs, f"training ({model}, --batch-size {c['batch_size']})", bk)
 
-        bk = backend.current()
         bk.seed(c["seed"])
         self.G = Generator(c["nz"], c["ngf"], channels, size)
         self.D = Discriminator(c["ndf"], channels, size)

@@ -664,3 +664,18 @@ def run(tmp_path_factory):
     argv = ["--dataset", "mnist", "--data-dir", str(folder / "tiny"), *TINY]
     assert train.main([*argv, "--max-steps", "2", "--out", str(folder / "run")]) == 0
     return folder / "run"
+
+
+def test_on_a_gpu_backend_the_gpu_memory_is_what_is_checked():
+    """A GPU backend's xp (CuPy) says what its device has free; a CPU backend has none."""
+    from types import SimpleNamespace
+
+    pool = SimpleNamespace(free_bytes=lambda: 10**9)
+    runtime = SimpleNamespace(memGetInfo=lambda: (3 * 10**9, 80 * 10**9))
+    gpu = SimpleNamespace(xp=SimpleNamespace(cuda=SimpleNamespace(runtime=runtime),
+                                             get_default_memory_pool=lambda: pool))  # fmt: skip
+    assert resources.device_memory(gpu) == 4 * 10**9
+    assert resources.device_memory(SimpleNamespace(xp=np)) is None
+    with pytest.raises(resources.NotEnoughMemory, match="5.0 GB of memory; the GPU has 4.0 GB"):
+        resources.check_memory(5 * 10**9, "training", gpu)
+    resources.check_memory(10**6, "training", SimpleNamespace(xp=np))  # the host: 1 MB fits
