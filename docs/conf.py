@@ -21,6 +21,7 @@ project = "minigan"
 author = "the minigan authors"
 copyright = "minigan's authors; MIT licence"
 html_title = "minigan"
+html_favicon = "_static/favicon.png"  # one generated digit
 
 extensions = [
     "myst_nb",  # Markdown pages and the lesson notebooks (brings myst_parser along)
@@ -43,6 +44,8 @@ html_css_files = ["minigan.css"]
 # The notebooks are stored executed; the tests run them, the site only shows them.
 nb_execution_mode = "off"
 nb_merge_streams = True  # a cell's prints read as one block, as in Jupyter
+nb_code_prompt_show = "Show the solution"  # the only folded cells are exercises' solutions
+nb_code_prompt_hide = "Hide the solution"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3  # [Known gaps](#known-gaps) and the like keep working
 suppress_warnings = ["myst.header"]  # notebooks open with a title and jump levels freely
@@ -71,7 +74,7 @@ nitpick_ignore_regex = [
 html_theme = "sphinx_book_theme"
 html_theme_options = {
     "show_toc_level": 2,
-    "use_download_button": True,  # each lesson page offers its .ipynb
+    "use_download_button": False,  # each lesson links to its notebook under its title
     "use_fullscreen_button": False,
     "home_page_in_toc": True,
     "navigation_with_keys": False,
@@ -81,3 +84,4 @@ html_theme_options = {
 html_context = {"default_mode": "light"}
 html_last_updated_fmt = None
 html_show_sourcelink = False
+html_copy_source = False  # each lesson links to its original notebook instead

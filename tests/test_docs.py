@@ -81,7 +81,9 @@ def test_every_lesson_is_in_the_course(site):
     for lesson in LESSONS:
         assert lesson.stem in pages, f"{lesson.name} has no page in the course"
         page = (site / "course" / f"{lesson.stem}.html").read_text(encoding="utf-8")
-        assert f"{lesson.name}" in page, f"the page of {lesson.name} offers no download of it"
+        assert re.search(rf'href="[^"]*_downloads/\w+/{lesson.name}"', page), (
+            f"the page of {lesson.name} offers no download of it"
+        )
     course = (site / "course" / "index.html").read_text(encoding="utf-8")
     for lesson in LESSONS:
         assert f'href="{lesson.stem}.html"' in course, f"the course page lacks {lesson.name}"

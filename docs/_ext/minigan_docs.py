@@ -2,9 +2,10 @@
 
 - Every ``lessons/*.ipynb`` is copied to ``docs/course/`` before Sphinx looks for
   sources (a glob, so renumbered and new lessons appear by themselves; copies of
-  lessons that no longer exist are removed). The copies keep the originals' times, so
-  an unchanged lesson is not read again. An exercise's ``solution`` cell gets the
-  ``hide-input`` tag, so the site folds it away as Jupyter does.
+  lessons that no longer exist are removed). A copy is rewritten only when its text
+  changes, so an unchanged lesson is not read again. An exercise's ``solution`` cell gets the
+  ``hide-input`` tag, so the site folds it away as Jupyter does, and a line under the
+  title offers the original notebook for download.
 - One API page per public module (``api/generated/minigan.*.rst``, an ``automodule``
   each), found by walking the package, so a new module gets its page.
 - MathJax 3 (``tex-chtml-full.js`` and its woff fonts) is copied from the
@@ -30,12 +31,24 @@ MATHJAX_FILES = ["tex-chtml-full.js", "output/chtml/fonts/woff-v2"]
 
 
 def lesson_for_the_site(source: Path) -> str:
-    """The notebook's text with its ``solution`` cells folded (``hide-input``)."""
+    """The notebook's text with its ``solution`` cells folded (``hide-input``), and a
+    link to download the original notebook under its title."""
     notebook = json.loads(source.read_text(encoding="utf-8"))
     for cell in notebook["cells"]:
         tags = cell.get("metadata", {}).get("tags", [])
         if "solution" in tags and "hide-input" not in tags:
             cell["metadata"]["tags"] = [*tags, "hide-input"]
+    download = (
+        f"*Download the notebook, {{download}}`{source.name} <../../lessons/{source.name}>`,"
+        ' and run it yourself: `pip install -e ".[lessons]"`, then `jupyter lab lessons/`.*'
+    )
+    first = notebook["cells"][0]
+    lines = "".join(first["source"]).split("\n")
+    title = next((i for i, line in enumerate(lines) if line.startswith("# ")), None)
+    if first["cell_type"] != "markdown" or title is None:
+        raise ExtensionError(f"{source}: the first cell should be markdown with a # title")
+    lines[title + 1 : title + 1] = ["", download, ""]
+    first["source"] = "\n".join(lines)
     return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -48,8 +61,7 @@ def copy_lessons(app, config):
             stale.unlink()
     for source in lessons:
         target = COURSE / source.name
-        write_if_changed(target, lesson_for_the_site(source))
-        shutil.copystat(source, target)  # unchanged lesson, unchanged time: not re-read
+        write_if_changed(target, lesson_for_the_site(source))  # unchanged: not read again
 
 
 def public_modules() -> list[str]:
