@@ -156,7 +156,7 @@ class Run:
         ``write`` returns, or None when it failed."""
         try:
             return write()
-        except (OSError, MemoryError, ValueError) as e:  # ValueError: a plot of a damaged CSV
+        except (OSError, MemoryError, ValueError, csv.Error) as e:  # a damaged CSV: those two
             if kind not in self._warned:
                 self._warned.add(kind)
                 print(
