@@ -467,6 +467,7 @@ def _open_local(path):
 def _write_local(out, chunk, path):
     try:
         out.write(chunk)
+        out.flush()  # a full disk is found here, not in the close after the loop
     except OSError as e:
         raise _LocalWriteError(resources.describe(e, path)) from None
 
