@@ -39,13 +39,17 @@ p.add_argument("--sn", action="store_true")
 p.add_argument("--d_bn", type=int, default=1)
 p.add_argument("--mbstd", action="store_true")
 p.add_argument("--aug", default="")  # "translation,cutout"
-p.add_argument("--arch", default="pt")  # pt | deep (extra stride-1 layers)
+p.add_argument("--arch", default="pt")  # pt | k5 | deep (extra layers) | deepg | deepd
 p.add_argument("--dropout", type=float, default=0.0)
 p.add_argument("--smooth", type=float, default=0.0)
 p.add_argument("--seed", type=int, default=1)
 p.add_argument("--threads", type=int, default=1)
 p.add_argument("--score_at", default="")
 p.add_argument("--tag", default="")
+p.add_argument("--d14", type=int, default=0)  # extra 3x3 stride-1 conv layers in D at 14x14
+p.add_argument("--d7", type=int, default=0)  # ... and at 7x7
+p.add_argument("--info", type=int, default=0)  # InfoGAN: a K-way categorical code in z, Q head on D
+p.add_argument("--info_lambda", type=float, default=1.0)
 p.add_argument("--n_score", type=int, default=10000)
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -66,7 +70,7 @@ class MBStd(tnn.Module):
 
 def G_net():
     g = args.ngf
-    if args.arch == "pt":
+    if args.arch in ("pt", "deepd"):
         return tnn.Sequential(
             tnn.ConvTranspose2d(args.nz, 4 * g, 7, 1, 0, bias=False),
             tnn.BatchNorm2d(4 * g),
@@ -77,7 +81,7 @@ def G_net():
             tnn.ConvTranspose2d(2 * g, 1, 4, 2, 1, bias=False),
             tnn.Tanh(),
         )
-    if args.arch == "deep":
+    if args.arch in ("deep", "deepg"):
         return tnn.Sequential(
             tnn.ConvTranspose2d(args.nz, 4 * g, 7, 1, 0, bias=False),
             tnn.BatchNorm2d(4 * g),
@@ -113,17 +117,21 @@ def D_net():
         SN(tnn.Conv2d(1, 2 * d, k, 2, pad, bias=not args.d_bn or True)),
         tnn.LeakyReLU(0.2),
         drop(),
+    ]
+    for _ in range(args.d14):
+        layers += [SN(tnn.Conv2d(2 * d, 2 * d, 3, 1, 1, bias=False)), bn(2 * d), tnn.LeakyReLU(0.2)]
+    layers += [
         SN(tnn.Conv2d(2 * d, 4 * d, k, 2, pad, bias=False)),
         bn(4 * d),
         tnn.LeakyReLU(0.2),
         drop(),
     ]
-    if args.arch == "deep":
+    for _ in range(args.d7 + (args.arch in ("deep", "deepd"))):
         layers += [SN(tnn.Conv2d(4 * d, 4 * d, 3, 1, 1, bias=False)), bn(4 * d), tnn.LeakyReLU(0.2)]
     if args.mbstd:
         layers += [MBStd()]
     layers += [
-        SN(tnn.Conv2d(4 * d + (1 if args.mbstd else 0), 1, 7, 1, 0, bias=False)),
+        SN(tnn.Conv2d(4 * d + (1 if args.mbstd else 0), 1 + args.info, 7, 1, 0, bias=False)),
         tnn.Flatten(),
     ]
     return tnn.Sequential(*layers)
@@ -146,6 +154,15 @@ oD = torch.optim.Adam(D.parameters(), args.lr_d, betas=(args.beta1, args.beta2))
 emas = {d: copy.deepcopy(G) for d in (0.99, 0.999)}
 for e in emas.values():
     e.requires_grad_(False)
+
+
+def noise(n, generator=None):
+    z = torch.randn(n, args.nz, 1, 1, generator=generator)
+    if not args.info:
+        return z, None
+    c = torch.randint(0, args.info, (n,), generator=generator)
+    z[:, -args.info :] = Fn.one_hot(c, args.info).float()[:, :, None, None]
+    return z, c
 
 
 def augment(x):
@@ -193,7 +210,7 @@ def evaluate(gen, label):
     gen.eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        z = torch.randn(args.n_score, args.nz, 1, 1, generator=g)
+        z, _ = noise(args.n_score, g)
         x = torch.cat([gen(z[i : i + 1000]) for i in range(0, args.n_score, 1000)]).numpy()
     gen.train()
     feats, logits = score.features_and_logits(judge, x)
@@ -219,7 +236,7 @@ def recompute_bn(gen):  # EMA copies: recompute BN running stats from noise
     g = torch.Generator().manual_seed(123)
     with torch.no_grad():
         for _ in range(16):
-            gen(torch.randn(128, args.nz, 1, 1, generator=g))
+            gen(noise(128, g)[0])
 
 
 score_at = {int(s) for s in args.score_at.split(",") if s} | {args.steps}
@@ -233,16 +250,21 @@ while step < args.steps:
             break
         ts = time.time()
         real = imgs[perm[i * args.batch : (i + 1) * args.batch]]
-        z = torch.randn(args.batch, args.nz, 1, 1)
+        z, c = noise(args.batch)
         fake = G(z)
         oD.zero_grad()
-        lr_ = D(augment(real))
-        lf_ = D(augment(fake.detach()))
-        ld = d_loss(lr_, lf_)
+        lr_ = D(augment(real))[:, :1]
+        of = D(augment(fake.detach()))
+        ld = d_loss(lr_, of[:, :1])
+        if args.info:
+            ld = ld + args.info_lambda * Fn.cross_entropy(of[:, 1:], c)
         ld.backward()
         oD.step()
         oG.zero_grad()
-        lg = g_loss(D(augment(fake)))
+        og = D(augment(fake))
+        lg = g_loss(og[:, :1])
+        if args.info:
+            lg = lg + args.info_lambda * Fn.cross_entropy(og[:, 1:], c)
         lg.backward()
         oG.step()
         with torch.no_grad():

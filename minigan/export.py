@@ -42,7 +42,7 @@ TORCH_SUFFIXES = (".pt", ".pth")
 # Wrappers that prefix every key: DataParallel / DistributedDataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # Settings that metadata written before they existed does not record: what those files hold.
-RECORDED_DEFAULTS = {"batch_norm": True}
+RECORDED_DEFAULTS = {"batch_norm": True, "extra_layer": False}
 
 
 class WeightsError(checkpoint.CheckpointError):
@@ -305,10 +305,12 @@ def export_checkpoint(path, out, discriminator_out=None, raw=False) -> dict:
         common["step"] = meta["step"]
     g_meta = dict(common, model="Generator", weights=prefix[:-1], nz=G.nz, ngf=G.ngf)
     g_meta.update(nc=G.channels, image_size=G.image_size, batch_norm=G.batch_norm)
+    g_meta.update(extra_layer=G.extra_layer)
     written = {"G": (save_safetensors(out, G.state_dict(), _strings(g_meta)), G)}
     if D is not None:
         d_meta = dict(common, model="Discriminator", ndf=D.ndf, nc=D.channels)
         d_meta.update(image_size=D.image_size, batch_norm=D.batch_norm, output="logits")
+        d_meta.update(extra_layer=D.extra_layer)
         written["D"] = (save_safetensors(discriminator_out, D.state_dict(), _strings(d_meta)), D)
     return written
 
@@ -320,7 +322,7 @@ def import_pytorch(generator_path, out, discriminator_path=None) -> tuple[Genera
     arrays = {f"G.{key}": a for key, a in G.state_dict().items()}
     meta = dict(format=WEIGHTS_FORMAT, minigan_version=__version__, nz=G.nz, ngf=G.ngf)
     meta.update(channels=G.channels, image_size=G.image_size, batch_norm=G.batch_norm)
-    meta.update(source=Path(generator_path).name)
+    meta.update(extra_layer=G.extra_layer, source=Path(generator_path).name)
     D = None
     if discriminator_path is not None:
         D = discriminator_from_state_dict(read_state_dict(discriminator_path), discriminator_path)
@@ -408,10 +410,14 @@ def main(argv=None) -> int:
             for path, model in written.values():
                 print(f"wrote {path} ({type(model).__name__}({model.extra_repr()}))")
             G = written["G"][1]
-            print(
-                f"in PyTorch (pytorch/examples dcgan, nz={G.nz}, ngf={G.ngf}, nc={G.channels}): "
-                f'G.load_state_dict(safetensors.torch.load_file("{out}"))'
+            model = (
+                f"a Sequential .main with the layers of {type(G).__name__}(...).main, as "
+                "minigan prints them (--recipe minigan adds a layer the pytorch/examples "
+                "dcgan lacks)"
+                if G.extra_layer
+                else f"pytorch/examples dcgan, nz={G.nz}, ngf={G.ngf}, nc={G.channels}"
             )
+            print(f'in PyTorch ({model}): G.load_state_dict(safetensors.torch.load_file("{out}"))')
         else:
             if args.raw:
                 raise WeightsError("--raw applies to --checkpoint (export) only")

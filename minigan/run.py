@@ -23,7 +23,7 @@ import numpy as np
 
 from . import __version__, backend, checkpoint, data, images, resources
 from .gan import CollapseWatch, GANTrainer
-from .models.dcgan import SUPPORTED_SIZES, Discriminator, Generator, training_memory
+from .models.dcgan import RECIPES, SUPPORTED_SIZES, Discriminator, Generator, training_memory
 
 FIXED_NOISE = 64  # samples in every grid
 METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
@@ -64,6 +64,7 @@ class Run:
         c["image_size"] = size
         c["ngf"] = c["ngf"] or (32 if size == 28 else 64)
         c["ndf"] = c["ndf"] or (32 if size == 28 else 64)
+        c["extra_layer"] = RECIPES[c.get("recipe", "paper")]["extra_layer"]  # recorded for export
         if n < 2:
             raise UsageError(f"{c['dataset']}: found {n} image; training needs at least 2")
         if c["batch_size"] > n:
@@ -72,16 +73,15 @@ class Run:
         self.steps_per_epoch = n // c["batch_size"]
         self.score_every = self._score_every()
         averaged = bool(c["ema_decay"])
-        needs = training_memory(
-            c["nz"], c["ngf"], c["ndf"], channels, size, c["batch_size"], averaged
-        )
+        needs = training_memory(c["nz"], c["ngf"], c["ndf"], channels, size, c["batch_size"],
+                                averaged, c["extra_layer"])  # fmt: skip
         model = f"--ngf {c['ngf']} --ndf {c['ndf']} --nz {c['nz']} at {size}x{size}"
         bk = backend.current()  # the GPU's memory, for a GPU backend
         resources.check_memory(needs, f"training ({model}, --batch-size {c['batch_size']})", bk)
 
         bk.seed(c["seed"])
-        self.G = Generator(c["nz"], c["ngf"], channels, size)
-        self.D = Discriminator(c["ndf"], channels, size)
+        self.G = Generator(c["nz"], c["ngf"], channels, size, extra_layer=c["extra_layer"])
+        self.D = Discriminator(c["ndf"], channels, size, extra_layer=c["extra_layer"])
         self.trainer = GANTrainer(self.G, self.D, c["lr"], c["beta1"], c["nz"],
                                   c["label_smoothing"], c["ema_decay"] or None)  # fmt: skip
         noise = np.random.default_rng([c["seed"], 1]).standard_normal((FIXED_NOISE, c["nz"], 1, 1))

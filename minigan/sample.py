@@ -63,7 +63,7 @@ def save_generator(G, path, meta=None) -> Path:
     weights file that ``load_generator`` reads: ``G.*`` arrays plus JSON metadata
     (``checkpoint.save``: written atomically, never pickled). ``meta``: more JSON
     fields to record (e.g. {"dataset": "mnist", "epochs": 5}); the model's own
-    settings (nz, ngf, channels, image_size, batch_norm) are recorded over them.
+    settings (nz, ngf, channels, image_size, batch_norm, extra_layer) are recorded over them.
     Returns the path."""
     if not isinstance(G, Generator):
         raise TypeError(f"save_generator: G must be a minigan Generator, got {type(G).__name__}")
@@ -71,7 +71,7 @@ def save_generator(G, path, meta=None) -> Path:
         raise ValueError(f"save_generator: {Path(path).name}: a weights file's name ends in .npz")
     arrays = {f"G.{key}": value for key, value in G.state_dict().items()}
     settings = dict(nz=G.nz, ngf=G.ngf, channels=G.channels, image_size=G.image_size)
-    settings.update(batch_norm=G.batch_norm)
+    settings.update(batch_norm=G.batch_norm, extra_layer=G.extra_layer)
     recorded = {**(meta or {}), "format": export.WEIGHTS_FORMAT, "minigan_version": __version__}
     return checkpoint.save(path, arrays, {**recorded, **settings})
 

@@ -30,7 +30,7 @@ from .gan import (  # noqa: F401  (GANTrainer and the rest, where they used to b
     GANTrainer,
 )
 from .images import plot_losses as plot_metrics  # noqa: F401  (its old name and place)
-from .models.dcgan import SUPPORTED_SIZES
+from .models.dcgan import RECIPES, SUPPORTED_SIZES
 from .run import (  # noqa: F401
     SCORE_STEPS,
     STOP_SIGNALS,
@@ -43,6 +43,7 @@ from .run import (  # noqa: F401
 
 # Flags that shape the model or the data; on --resume they come from the checkpoint.
 MODEL_KEYS = (
+    "recipe",
     "dataset",
     "data_dir",
     "image_size",
@@ -56,6 +57,7 @@ MODEL_KEYS = (
     "seed",
 )
 DEFAULTS = dict(
+    recipe="minigan",
     backend="auto",
     dataset="mnist5k",
     data_dir=None,
@@ -87,6 +89,13 @@ def build_parser():
         "With no flags: 50 epochs (1,950 steps) on the 5,000 bundled MNIST digits.",
     )
     d = DEFAULTS
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        help="minigan: the paper's DCGAN with one more layer in G and in D (legible digits "
+        "sooner); paper: the paper's layout, as the PyTorch DCGAN example builds it "
+        "(default: minigan; docs/quality.md measures both)",
+    )
     p.add_argument(
         "--backend",
         choices=["auto", *backend.names()],
@@ -178,6 +187,8 @@ def build_parser():
     return p
 
 
+# What a checkpoint written before a setting existed was trained with.
+LEGACY = dict(recipe="paper")
 INT_KEYS = ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps", "seed", "image_size",
             "sample_every", "score_every", "checkpoint_every")  # fmt: skip
 FLOAT_KEYS = ("lr", "beta1", "label_smoothing", "ema_decay", "checkpoint_minutes")
@@ -199,7 +210,9 @@ def config_problem(config) -> str | None:
             isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ):
             return f"{flag} must be a finite number, got {value!r}"
-        if key in ("dataset", "data_dir", "out", "backend") and not isinstance(value, str):
+        if key in ("recipe", "dataset", "data_dir", "out", "backend") and not isinstance(
+            value, str
+        ):
             return f"{flag} must be a string, got {value!r}"
     for key in ("epochs", "batch_size", "nz", "ngf", "ndf", "max_steps"):
         if config.get(key) is not None and config[key] < 1:
@@ -223,6 +236,8 @@ def config_problem(config) -> str | None:
     if config.get("image_size") is not None and config["image_size"] not in SUPPORTED_SIZES:
         sizes = ", ".join(map(str, SUPPORTED_SIZES))
         return f"--image-size must be one of {sizes}, got {config['image_size']}"
+    if "recipe" in config and config["recipe"] not in RECIPES:
+        return f"--recipe must be one of {', '.join(RECIPES)}, got {config['recipe']!r}"
     if "dataset" in config and config["dataset"] not in data.DATASETS:
         return f"--dataset must be one of {', '.join(data.DATASETS)}, got {config['dataset']!r}"
     return None
@@ -244,7 +259,7 @@ def resolve_config(args) -> tuple[dict, dict | None, dict | None]:
     meta["path"] = str(args.resume)
     if meta.get("format") != "minigan-dcgan":
         raise UsageError(f"{args.resume}: not a DCGAN training checkpoint")
-    config = {**DEFAULTS, **meta["config"]}
+    config = {**DEFAULTS, **LEGACY, **meta["config"]}
     problem = config_problem({k: v for k, v in config.items() if k in DEFAULTS})
     if problem:
         raise checkpoint.CheckpointError(f"{args.resume}: damaged checkpoint settings: {problem}")
@@ -304,8 +319,8 @@ def main(argv=None) -> int:
         print(
             f"minigan {__version__}: DCGAN on {config['dataset']} ({len(run.images)} images, "
             f"{config['image_size']}x{config['image_size']}x{run.images.shape[1]}), "
-            f"backend {name}, G {run.G.num_parameters():,} / D {run.D.num_parameters():,} "
-            f"parameters, run folder {run.out}"
+            f"recipe {config['recipe']}, backend {name}, G {run.G.num_parameters():,} / "
+            f"D {run.D.num_parameters():,} parameters, run folder {run.out}"
         )
         if run.step >= min(config["epochs"] * run.steps_per_epoch, config["max_steps"] or math.inf):
             print(f"note: the checkpoint is already at step {run.step}; nothing to train "

@@ -15,9 +15,11 @@ from minigan.gan import GANTrainer
 from minigan.models.dcgan import SUPPORTED_SIZES, Discriminator, Generator
 
 
+@pytest.mark.parametrize("extra_layer", [False, True], ids=["paper", "extra_layer"])
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)
-def test_shapes_for_every_supported_size(size, backend_name):
-    G, D = Generator(nz=8, ngf=4, channels=3, image_size=size), Discriminator(4, 3, size)
+def test_shapes_for_every_supported_size(size, extra_layer, backend_name):
+    G = Generator(nz=8, ngf=4, channels=3, image_size=size, extra_layer=extra_layer)
+    D = Discriminator(4, 3, size, extra_layer=extra_layer)
     z = backend.current().randn((2, 8, 1, 1))
     fake = G(z)
     assert fake.shape == (2, 3, size, size) and fake.dtype == np.float32
@@ -27,12 +29,19 @@ def test_shapes_for_every_supported_size(size, backend_name):
 
 
 @pytest.mark.parametrize(
-    "size, width, channels, g_count, d_count",
-    [(64, 64, 3, 3_576_704, 2_765_568), (28, 32, 1, 759_680, 138_624)],
-)
-def test_parameter_counts(size, width, channels, g_count, d_count):
-    assert Generator(100, width, channels, size).num_parameters() == g_count
-    assert Discriminator(width, channels, size).num_parameters() == d_count
+    "size, width, channels, extra, g_count, d_count",
+    [
+        (64, 64, 3, False, 3_576_704, 2_765_568),
+        (28, 32, 1, False, 759_680, 138_624),
+        # the extra layers: G's 64 -> 32 ConvTranspose2d (4x4) + BatchNorm2d + 3x3 Conv2d to 1
+        # channel, instead of 64 -> 1 (4x4); D's 128 -> 128 3x3 Conv2d + BatchNorm2d
+        (28, 32, 1, True, 759_680 - 64 * 16 + 64 * 32 * 16 + 2 * 32 + 32 * 9,
+         138_624 + 128 * 128 * 9 + 2 * 128),
+    ],
+)  # fmt: skip
+def test_parameter_counts(size, width, channels, extra, g_count, d_count):
+    assert Generator(100, width, channels, size, extra_layer=extra).num_parameters() == g_count
+    assert Discriminator(width, channels, size, extra_layer=extra).num_parameters() == d_count
 
 
 def test_paper_generator_projects_to_4x4x1024():
@@ -285,6 +294,35 @@ def test_resume_refuses_changed_model_flags(tmp_path, tiny_idx, capsys):
     code = train.main(["--resume", str(out / "checkpoints" / "last.npz"), "--ngf", "8"])
     assert code == 2
     assert "--ngf 8 differs from the checkpoint's 4" in capsys.readouterr().err
+
+
+def test_recipe_picks_the_layout_and_a_checkpoint_keeps_it(tmp_path, tiny_idx, capsys):
+    """--recipe minigan (the default) trains the models with the extra layer, --recipe
+    paper the PyTorch example's; a checkpoint records which, a resume keeps it, and a
+    checkpoint written before --recipe existed resumes as the paper's."""
+    from minigan import checkpoint, export
+
+    last = {}
+    for recipe in ("minigan", "paper"):
+        out = tmp_path / recipe
+        assert (
+            train.main([*tiny_idx, "--max-steps", "1", "--out", str(out), "--recipe", recipe]) == 0
+        )
+        assert f"recipe {recipe}," in capsys.readouterr().out
+        last[recipe] = out / "checkpoints" / "last.npz"
+        arrays, meta = checkpoint.load(last[recipe])
+        G, D, _ = export.models_from_checkpoint(arrays, meta, last[recipe], discriminator=True)
+        assert meta["config"]["recipe"] == recipe
+        assert G.extra_layer == D.extra_layer == (recipe == "minigan")
+    assert train.main(["--resume", str(last["minigan"]), "--recipe", "paper"]) == 2
+    assert "--recipe paper differs from the checkpoint's minigan" in capsys.readouterr().err
+    arrays, meta = checkpoint.load(last["paper"])  # as written before --recipe existed
+    for key in ("recipe", "extra_layer"):
+        del meta["config"][key]
+    checkpoint.save(last["paper"], arrays, meta)
+    assert train.main(["--resume", str(last["paper"]), "--max-steps", "2"]) == 0
+    assert "recipe paper," in capsys.readouterr().out
+    assert checkpoint.load(last["paper"])[1]["config"]["recipe"] == "paper"
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path, tiny_idx, capsys):

@@ -29,16 +29,21 @@ def numpy_backend():
         yield
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A real two-step training run at 64x64 on the bundled digits."""
-    out = tmp_path_factory.mktemp("export") / "run"
+def train_run(out, recipe):
+    """A real two-step training run at 64x64 on the bundled digits, in folder ``out``."""
     argv = ["--max-steps", 2, "--image-size", 64, "--nz", NZ, "--ngf", NGF, "--ndf", NDF,
-            "--batch-size", 4, "--sample-every", 0, "--out", out, "--backend", "numpy"]  # fmt: skip
+            "--batch-size", 4, "--sample-every", 0, "--out", out, "--backend", "numpy",
+            "--recipe", recipe]  # fmt: skip
     with backend.using("numpy"), contextlib.redirect_stdout(io.StringIO()):
         with contextlib.redirect_stderr(io.StringIO()):
             assert train.main([str(a) for a in argv]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The paper's recipe: the layout the pytorch/examples DCGAN has."""
+    return train_run(tmp_path_factory.mktemp("export") / "run", "paper")
 
 
 def cli(argv, capsys):
@@ -195,6 +200,36 @@ def test_exported_weights_load_into_the_pytorch_example_unchanged(run, tmp_path,
     steps = arrays[export.generator_prefix(arrays) + "main.1.num_batches_tracked"]
     assert G.main[1].num_batches_tracked.dtype == torch.int64
     assert int(G.main[1].num_batches_tracked) == int(steps) > 0
+
+
+def test_the_default_recipe_exports_to_its_pytorch_twin(tmp_path, capsys):
+    """--recipe minigan's extra layers: the export says the PyTorch example does not fit,
+    and a torch Sequential with the same layers (torch_twin) loads it strictly."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    from minigan.torch_twin import to_torch
+
+    run = train_run(tmp_path / "run", "minigan")
+    g_path, d_path = tmp_path / "G.safetensors", tmp_path / "D.safetensors"
+    code, out, err = cli(["--checkpoint", run, "--out", g_path, "--discriminator", d_path], capsys)
+    assert code == 0, err
+    assert "extra_layer=True" in out and "lacks" in out and "pytorch/examples dcgan," not in out
+    ours = sample.load_generator(run)
+    assert ours.extra_layer and ours.main[-2].kernel_size == (3, 3)
+    our_d = export.models_from_checkpoint(*checkpoint.load(run), run, discriminator=True)[1]
+    assert our_d.extra_layer
+    G = torch.nn.Module()
+    G.main = to_torch(Generator(NZ, NGF, NC, 64, extra_layer=True).main)
+    G.load_state_dict(load_file(g_path), strict=True)
+    D = torch.nn.Module()
+    D.main = to_torch(Discriminator(NDF, NC, 64, extra_layer=True).main)
+    D.load_state_dict(load_file(d_path), strict=True)
+    z = noise(8, NZ)
+    fake = images(ours, z)
+    np.testing.assert_allclose(torch_images(torch, G.eval().main, z), fake, atol=2e-5, rtol=0)
+    logits = torch_images(torch, D.eval().main, fake)
+    np.testing.assert_allclose(logits, images(our_d, fake), atol=2e-5, rtol=0)
 
 
 def test_exported_file_says_what_it_holds(run, tmp_path, capsys):

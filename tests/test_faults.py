@@ -15,6 +15,7 @@ import errno
 import gzip
 import hashlib
 import http.server
+import itertools
 import json
 import os
 import shutil
@@ -352,25 +353,27 @@ def test_a_model_no_machine_holds_is_refused_before_it_is_built(tmp_path, capsys
 def test_the_training_memory_bound_is_below_a_real_step_and_near_it():
     """dcgan.training_memory is a lower bound of what a step allocates (traced), and
     within a factor of two of it; parameter_count is exact."""
-    for size in (16, 28, 32, 64, 128):
-        for width in (4, 8):
-            G, D = dcgan.Generator(10, width, 3, size), dcgan.Discriminator(width, 3, size)
-            assert G.num_parameters() == dcgan.parameter_count("G", width, 3, size, 10)
-            assert D.num_parameters() == dcgan.parameter_count("D", width, 3, size)
+    for size, width, extra in itertools.product((16, 28, 32, 64, 128), (1, 4, 8), (False, True)):
+        G = dcgan.Generator(10, width, 3, size, extra_layer=extra)
+        D = dcgan.Discriminator(width, 3, size, extra_layer=extra)
+        assert G.num_parameters() == dcgan.parameter_count("G", width, 3, size, 10, extra)
+        assert D.num_parameters() == dcgan.parameter_count("D", width, 3, size, 10, extra)
     with backend.using("numpy", seed=0):
-        for nz, width, channels, size, batch in [(100, 32, 1, 28, 64), (100, 16, 3, 64, 32)]:
+        for nz, width, channels, size, batch, extra in [
+            (100, 32, 1, 28, 64, False), (100, 32, 1, 28, 64, True), (100, 16, 3, 64, 32, True),
+        ]:  # fmt: skip
             tracemalloc.start()
             try:
                 G, D = (
-                    dcgan.Generator(nz, width, channels, size),
-                    dcgan.Discriminator(width, channels, size),
+                    dcgan.Generator(nz, width, channels, size, extra_layer=extra),
+                    dcgan.Discriminator(width, channels, size, extra_layer=extra),
                 )
                 trainer = GANTrainer(G, D, 2e-4, 0.5, nz)
                 trainer.step(np.zeros((batch, channels, size, size), np.uint8))
                 peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()
-            bound = dcgan.training_memory(nz, width, width, channels, size, batch)
+            bound = dcgan.training_memory(nz, width, width, channels, size, batch, False, extra)
             assert bound <= peak < 2 * bound, (size, bound, peak)
 
 

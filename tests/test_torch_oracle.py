@@ -138,16 +138,19 @@ def test_optimizer_trajectory_matches_torch(name, dtype, backend_name):
         np.testing.assert_allclose(_numpy(p.data), t.detach().numpy(), **tol)
 
 
-def test_gan_training_step_matches_torch(backend_name):
+@pytest.mark.parametrize("extra_layer", [False, True], ids=["paper", "extra_layer"])
+def test_gan_training_step_matches_torch(extra_layer, backend_name):
     """Three whole GANTrainer steps (D on real and fake, then G through the updated D)
-    against the same algorithm written in PyTorch, from the same weights and noise."""
+    against the same algorithm written in PyTorch, from the same weights and noise; in
+    the paper's layout and with minigan's recipe's extra layers."""
     from minigan import data
     from minigan.gan import GANTrainer
     from minigan.models.dcgan import Discriminator, Generator
 
     bk = backend.current()
     bk.seed(0)
-    G, D = Generator(16, 8, 1, 28, dtype=np.float64), Discriminator(8, 1, 28, dtype=np.float64)
+    G = Generator(16, 8, 1, 28, dtype=np.float64, extra_layer=extra_layer)
+    D = Discriminator(8, 1, 28, dtype=np.float64, extra_layer=extra_layer)
     trainer = GANTrainer(G, D, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)
     G_t, D_t = to_torch(G.main), to_torch(D.main)
     theirs_step = torch_twin.TorchGANStep(G_t, D_t, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)

@@ -34,6 +34,11 @@ from .. import init, nn
 
 SUPPORTED_SIZES = (16, 28, 32, 64, 128)
 
+# The model layouts of ``python -m minigan.train --recipe``: minigan's default adds one
+# layer to each network (``extra_layer``), the paper's is the PyTorch example's.
+# docs/quality.md measures both.
+RECIPES = {"minigan": dict(extra_layer=True), "paper": dict(extra_layer=False)}
+
 
 def dcgan_init(model):
     """The DCGAN initialisation over every sub-layer of ``model``, in place, from the
@@ -93,18 +98,23 @@ class _Stack(nn.Module):
 class Generator(_Stack):
     """z: (N, nz, 1, 1) noise -> (N, channels, image_size, image_size) images in [-1, 1].
 
-    batch_norm=False: no batch norm (Identity in its places, biased convolutions)."""
+    batch_norm=False: no batch norm (Identity in its places, biased convolutions).
+    extra_layer=True (minigan's default recipe, ``python -m minigan.train``): the last
+    transposed convolution keeps half the width (ConvTranspose2d + BatchNorm2d + ReLU at
+    full size), and a 3x3 stride-1 Conv2d makes the pixels; the paper's layout
+    (``--recipe paper``) goes straight to the pixels. See docs/quality.md."""
 
     def __init__(self, nz=100, ngf=64, channels=3, image_size=64, dtype=np.float32,
-                 batch_norm=True):  # fmt: skip
+                 batch_norm=True, extra_layer=False):  # fmt: skip
         self.nz, self.ngf, self.channels, self.image_size = nz, ngf, channels, image_size
         self.batch_norm = bn = bool(batch_norm)
+        self.extra_layer = bool(extra_layer)
         if image_size == 28:
             layers = [
                 *_up(nz, 4 * ngf, dtype, bn, kernel=7, stride=1, padding=0),  # 7x7
                 *_up(4 * ngf, 2 * ngf, dtype, bn),  # 14x14
-                nn.ConvTranspose2d(2 * ngf, channels, 4, 2, 1, bias=False, dtype=dtype),
             ]
+            width = 2 * ngf
         else:
             n = _doublings(image_size)
             width = ngf * 2 ** (n - 1)
@@ -112,7 +122,12 @@ class Generator(_Stack):
             while width > ngf:
                 layers += _up(width, width // 2, dtype, bn)
                 width //= 2
-            layers.append(nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False, dtype=dtype))
+        if extra_layer:  # up to full size at half the width, then a 3x3 conv to the pixels
+            half = max(1, width // 2)
+            layers += _up(width, half, dtype, bn)
+            layers.append(nn.Conv2d(half, channels, 3, 1, 1, bias=False, dtype=dtype))
+        else:
+            layers.append(nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False, dtype=dtype))
         self.main = nn.Sequential(*layers, nn.Tanh())
         dcgan_init(self)
 
@@ -120,6 +135,7 @@ class Generator(_Stack):
         return (
             f"nz={self.nz}, ngf={self.ngf}, channels={self.channels}, image_size={self.image_size}"
             + ("" if self.batch_norm else ", batch_norm=False")
+            + (", extra_layer=True" if self.extra_layer else "")
         )
 
     def summary(self, file=None):
@@ -129,83 +145,98 @@ class Generator(_Stack):
 class Discriminator(_Stack):
     """x: (N, channels, image_size, image_size) images -> (N, 1) logits (real > 0 > fake).
 
-    batch_norm=False: no batch norm (Identity in its places, biased convolutions)."""
+    batch_norm=False: no batch norm (Identity in its places, biased convolutions).
+    extra_layer=True (minigan's default recipe): one more Conv2d + BatchNorm2d +
+    LeakyReLU, 3x3 at stride 1, on the smallest feature map, before the logit."""
 
-    def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32, batch_norm=True):
+    def __init__(self, ndf=64, channels=3, image_size=64, dtype=np.float32, batch_norm=True,
+                 extra_layer=False):  # fmt: skip
         self.ndf, self.channels, self.image_size = ndf, channels, image_size
         self.batch_norm = bn = bool(batch_norm)
+        self.extra_layer = bool(extra_layer)
         if image_size == 28:
             layers = [
                 nn.Conv2d(channels, 2 * ndf, 4, 2, 1, bias=False, dtype=dtype),  # 14x14
                 nn.LeakyReLU(0.2),
                 *_down(2 * ndf, 4 * ndf, dtype, bn),  # 7x7
-                nn.Conv2d(4 * ndf, 1, 7, 1, 0, bias=False, dtype=dtype),
             ]
+            width, last_kernel = 4 * ndf, 7
         else:
             n = _doublings(image_size)
             layers = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False, dtype=dtype), nn.LeakyReLU(0.2)]
-            width = ndf
+            width, last_kernel = ndf, 4
             for _ in range(n - 1):
                 layers += _down(width, width * 2, dtype, bn)
                 width *= 2
-            layers.append(nn.Conv2d(width, 1, 4, 1, 0, bias=False, dtype=dtype))  # 1x1
+        if extra_layer:  # one more look at the smallest feature map: a 3x3 conv, same size
+            layers += _down(width, width, dtype, bn, kernel=3, stride=1, padding=1)
+        layers.append(nn.Conv2d(width, 1, last_kernel, 1, 0, bias=False, dtype=dtype))  # 1x1
         self.main = nn.Sequential(*layers, nn.Flatten())
         dcgan_init(self)
 
     def extra_repr(self):
-        return f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}" + (
-            "" if self.batch_norm else ", batch_norm=False"
+        return (
+            f"ndf={self.ndf}, channels={self.channels}, image_size={self.image_size}"
+            + ("" if self.batch_norm else ", batch_norm=False")
+            + (", extra_layer=True" if self.extra_layer else "")
         )
 
     def summary(self, file=None):
         return summary(self, (1, self.channels, self.image_size, self.image_size), file)
 
 
-def convolutions(model, width, channels=3, image_size=64, nz=100) -> list[tuple]:
+def convolutions(model, width, channels=3, image_size=64, nz=100, extra_layer=False) -> list:
     """The convolutions of a Generator (``model="G"``, ``width`` = ngf) or Discriminator
     (``"D"``, ``width`` = ndf) as (in channels, out channels, kernel, output side), in
     order, without building anything: what a size check before allocation needs."""
     n = _doublings(image_size)
     if model == "G":
         if image_size == 28:
-            return [
-                (nz, 4 * width, 7, 7),
-                (4 * width, 2 * width, 4, 14),
-                (2 * width, channels, 4, 28),
-            ]
-        widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # ngf * 2^(L-1) ... ngf
-        chain = [nz, *widths, channels]
-        return [(cin, cout, 4, 4 * 2**i) for i, (cin, cout) in enumerate(zip(chain, chain[1:]))]
+            widths, sides = [4 * width, 2 * width], [7, 14, 28]
+        else:
+            widths = [width * 2 ** (n - 1 - i) for i in range(n)]  # ngf * 2^(L-1) ... ngf
+            sides = [4 * 2**i for i in range(n + 1)]
+        if extra_layer:
+            widths.append(max(1, widths[-1] // 2))
+        chain = [nz, *widths] + ([] if extra_layer else [channels])
+        convs = [(cin, cout, 4, side) for (cin, cout), side in zip(zip(chain, chain[1:]), sides)]
+        convs[0] = (nz, widths[0], 7 if image_size == 28 else 4, sides[0])
+        return convs + ([(widths[-1], channels, 3, image_size)] if extra_layer else [])
     if image_size == 28:
-        return [(channels, 2 * width, 4, 14), (2 * width, 4 * width, 4, 7), (4 * width, 1, 7, 1)]
-    widths = [width * 2**i for i in range(n)]  # ndf ... ndf * 2^(L-1)
-    chain = [channels, *widths, 1]
-    sides = [image_size // 2 ** (i + 1) for i in range(n)] + [1]
-    return [(cin, cout, 4, side) for (cin, cout), side in zip(zip(chain, chain[1:]), sides)]
+        widths, sides, last = [2 * width, 4 * width], [14, 7], 7
+    else:
+        widths = [width * 2**i for i in range(n)]  # ndf ... ndf * 2^(L-1)
+        sides, last = [image_size // 2 ** (i + 1) for i in range(n)], 4
+    chain = [channels, *widths]
+    convs = [(cin, cout, 4, side) for (cin, cout), side in zip(zip(chain, chain[1:]), sides)]
+    if extra_layer:
+        convs.append((widths[-1], widths[-1], 3, sides[-1]))
+    return convs + [(widths[-1], 1, last, 1)]
 
 
-def parameter_count(model, width, channels=3, image_size=64, nz=100) -> int:
+def parameter_count(model, width, channels=3, image_size=64, nz=100, extra_layer=False) -> int:
     """The parameters of that model (with batch norm), counted from ``convolutions``:
     each convolution's weights, and a scale and shift per channel of every batch norm
     (after each of G's convolutions but the last; after D's middle ones)."""
-    convs = convolutions(model, width, channels, image_size, nz)
+    convs = convolutions(model, width, channels, image_size, nz, extra_layer)
     normed = convs[:-1] if model == "G" else convs[1:-1]
     return sum(cin * cout * k * k for cin, cout, k, _ in convs) + sum(2 * c[1] for c in normed)
 
 
-def training_memory(nz, ngf, ndf, channels, image_size, batch_size, averaged=False) -> int:
+def training_memory(nz, ngf, ndf, channels, image_size, batch_size, averaged=False,
+                    extra_layer=False) -> int:  # fmt: skip
     """A lower bound, in bytes, on the memory one GAN training step needs (float32):
     G's and D's weights four times over (the weights, their gradients and Adam's two
     moments; once more for an averaged G), and every convolution's output twice over
     (the layer after it keeps it for its backward, and its gradient passes through),
     for G's batch and D's two passes (real and fake). The real step needs more (im2col
     buffers, batch norm's caches): a request above this bound cannot run at all."""
-    g = parameter_count("G", ngf, channels, image_size, nz)
-    d = parameter_count("D", ndf, channels, image_size)
+    g = parameter_count("G", ngf, channels, image_size, nz, extra_layer)
+    d = parameter_count("D", ndf, channels, image_size, extra_layer=extra_layer)
     weights = 4 * (4 * (g + d) + (g if averaged else 0))
 
     def outputs(model, width):
-        layers = convolutions(model, width, channels, image_size, nz)
+        layers = convolutions(model, width, channels, image_size, nz, extra_layer)
         return sum(cout * side * side for _, cout, _, side in layers)
 
     activations = 4 * batch_size * 2 * (outputs("G", ngf) + 2 * outputs("D", ndf))
@@ -316,48 +347,59 @@ def _check_chain(convs, expected, source, model) -> None:
 
 
 def generator_config(state, source="state dict") -> dict:
-    """nz, ngf, channels, image_size, batch_norm of the minigan Generator these
-    weights imply (batch_norm: whether they hold batch-norm statistics).
+    """nz, ngf, channels, image_size, batch_norm, extra_layer of the minigan Generator
+    these weights imply (batch_norm: whether they hold batch-norm statistics).
 
     ConvTranspose2d weights are (in, out, k, k). The first layer projects z to
     ngf * 2^(L-1) channels at 4x4 (kernel 4) and each of the L - 1 layers after it
     halves the channels and doubles the size, up to (ngf, channels) at 4 * 2^L pixels;
-    the 28x28 layout starts at 7x7 with a kernel-7 layer to 4 * ngf channels.
+    the 28x28 layout starts at 7x7 with a kernel-7 layer to 4 * ngf channels. With the
+    extra layer (a last Conv2d weight (channels, w, 3, 3)), the last transposed
+    convolution ends at w = half its input's channels instead of at the pixels.
     """
     nz, width, kernel, _ = first = _first_conv(state, source, "generator")
     convs = _conv_shapes(state)
-    channels = convs[-1][1][1]
+    extra = len(convs) > 2 and convs[-1][1][-1] == 3
+    ups = len(convs) - extra  # the transposed convolutions
+    channels = convs[-1][1][0] if extra else convs[-1][1][1]
     if kernel == 7:
         size, ngf = 28, _base_width(width, 4, first, source, "generator")
         widths = [4 * ngf, 2 * ngf]
     elif kernel == 4:
-        size = _size_from_layers(len(convs), source, "generator")
-        ngf = _base_width(width, 2 ** (len(convs) - 2), first, source, "generator")
-        widths = [width // 2**i for i in range(len(convs) - 1)]
+        size = _size_from_layers(ups, source, "generator")
+        ngf = _base_width(width, 2 ** (ups - 2), first, source, "generator")
+        widths = [width // 2**i for i in range(ups - 1)]
     else:
         raise ValueError(
             f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN generator's "
             f"first layer has 4x4 (7x7 for 28x28 images)"
         )
-    chain = [nz, *widths, channels]
+    if extra:
+        widths.append(max(1, widths[-1] // 2))
+    chain = [nz, *widths] + ([] if extra else [channels])
     expected = [(cin, cout, 4, 4) for cin, cout in zip(chain, chain[1:])]
     expected[0] = (nz, width, kernel, kernel)
+    if extra:
+        expected.append((channels, widths[-1], 3, 3))  # Conv2d: (out, in, k, k)
     _check_chain(convs, expected, source, "generator")
     return dict(nz=nz, ngf=ngf, channels=channels, image_size=size,
-                batch_norm=_has_batch_norm(state))  # fmt: skip
+                batch_norm=_has_batch_norm(state), extra_layer=extra)  # fmt: skip
 
 
 def discriminator_config(state, source="state dict") -> dict:
-    """ndf, channels, image_size, batch_norm of the minigan Discriminator these
-    weights imply.
+    """ndf, channels, image_size, batch_norm, extra_layer of the minigan Discriminator
+    these weights imply.
 
     Conv2d weights are (out, in, k, k): the first layer takes the image's channels to
     ndf (2 * ndf at 28x28) and each later one doubles them, down to a 1-channel
-    logit with a 4x4 kernel (7x7 at 28x28).
+    logit with a 4x4 kernel (7x7 at 28x28). The extra layer is a (w, w, 3, 3) weight
+    just before the logit's.
     """
     width, channels, kernel, _ = first = _first_conv(state, source, "discriminator")
     convs = _conv_shapes(state)
     last_kernel = convs[-1][1][-1]
+    extra = len(convs) > 2 and convs[-2][1][-1] == 3
+    downs = len(convs) - extra  # the convolutions of the paper's layout
     if kernel != 4:
         raise ValueError(
             f"{source}: main.0.weight has a {kernel}x{kernel} kernel; a DCGAN "
@@ -367,10 +409,13 @@ def discriminator_config(state, source="state dict") -> dict:
         size, ndf = 28, _base_width(width, 2, first, source, "discriminator")
         widths = [2 * ndf, 4 * ndf]
     else:
-        size, ndf = _size_from_layers(len(convs), source, "discriminator"), width
-        widths = [width * 2**i for i in range(len(convs) - 1)]
+        size, ndf = _size_from_layers(downs, source, "discriminator"), width
+        widths = [width * 2**i for i in range(downs - 1)]
     chain = [channels, *widths, 1]
     expected = [(cout, cin, 4, 4) for cin, cout in zip(chain, chain[1:])]
     expected[-1] = (1, widths[-1], last_kernel, last_kernel)
+    if extra:
+        expected.insert(-1, (widths[-1], widths[-1], 3, 3))
     _check_chain(convs, expected, source, "discriminator")
-    return dict(ndf=ndf, channels=channels, image_size=size, batch_norm=_has_batch_norm(state))
+    return dict(ndf=ndf, channels=channels, image_size=size, batch_norm=_has_batch_norm(state),
+                extra_layer=extra)  # fmt: skip
