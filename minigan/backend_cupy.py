@@ -9,7 +9,7 @@ What it replaces, each with a twin that the tests hold to the NumPy reference:
   each patch entry straight from the NCHW image (no padded copy), col2im adds up, for
   one pixel, every patch entry that landed on it. No atomics, so results are the same
   on every run. Their index arithmetic is written out twice, in CUDA below and in
-  plain Python (``gather_twins``), and the Python twin is tested on the CPU;
+  plain Python (``im2col_twin``, ``col2im_twin``), and the Python twin is tested on the CPU;
 - LeakyReLU, its backward, the sigmoid, the loss's gradient and the Adam update as one
   fused element-wise kernel each, and the loss as one reduction (the reference makes
   2 to 10 passes over memory for each, and launches as many kernels);
@@ -18,7 +18,7 @@ What it replaces, each with a twin that the tests hold to the NumPy reference:
 
 Random numbers come from the host (``Backend``): the same seed gives the same weights
 and noise as on the CPU backends. Float32 matrix products are strict float32 unless
-CuPy's ``CUPY_TF32=1`` is set (README: TF32).
+CuPy's ``CUPY_TF32=1`` is set (TF32: the user guide's page on the backends).
 """
 
 from __future__ import annotations
