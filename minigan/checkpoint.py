@@ -65,6 +65,24 @@ def atomic_write(path, write) -> Path:
     return path
 
 
+def append_whole(path, data: bytes) -> None:
+    """Append ``data`` to the file at ``path`` (created if missing) whole or not at all:
+    when the disk fills part-way through, the part that was written is cut off again, so
+    the file never ends in half a line that the next append would continue."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
+
+
 def load(path) -> tuple[dict, dict]:
     """(arrays, meta) from a checkpoint written by ``save``. A run folder stands for
     its ``checkpoints/last.npz``. Anything else is a one-line CheckpointError naming

@@ -242,9 +242,11 @@ class Run:
         row += [f"{metrics[k]:.6g}" for k in METRICS] + [f"{seconds:.4f}"]
         row += [f"{scores[k]:.6g}" if k in scores else "" for k in SCORES]
 
-        def append():
-            with open(self.metrics_path, "a", newline="") as f:
-                csv.writer(f).writerow(row)
+        line = io.StringIO(newline="")
+        csv.writer(line).writerow(row)
+
+        def append():  # whole rows only: a full disk leaves no half row behind
+            checkpoint.append_whole(self.metrics_path, line.getvalue().encode())
 
         self._optional("metrics", self.metrics_path, append)
 

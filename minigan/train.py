@@ -349,16 +349,13 @@ def main(argv=None) -> int:
         return 2
     except Diverged as e:
         step, m = e.args
-        last = run.checkpoints / "last.npz"
-        kept = (
-            f"the last good checkpoint is {last}"
-            if last.exists()
-            else "no checkpoint was written yet"
-        )
+        kept = "no checkpoint was written yet"
+        if run.saved is not None:  # the learning rate is the checkpoint's on --resume
+            kept = f"the last good checkpoint is {run.saved[0]} (step {run.saved[1]})"
         print(
             f"error: training diverged at step {step} "
             f"(loss_d={m['loss_d']}, loss_g={m['loss_g']}); "
-            f"stopped, {kept}. Try a lower --lr or --label-smoothing 0.1.",
+            f"stopped, {kept}. Start again with a lower --lr or with --label-smoothing 0.1.",
             file=sys.stderr,
         )
         return 1

@@ -355,6 +355,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(
     assert train.main([*tiny_idx, "--epochs", "3", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "training diverged at step 3" in err and "Traceback" not in err
+    assert f"the last good checkpoint is {out / 'checkpoints' / 'last.npz'} (step 2)" in err
     assert checkpoint.load(out / "checkpoints" / "last.npz")[1]["step"] == 2  # end of epoch 1
 
 

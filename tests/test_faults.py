@@ -154,6 +154,22 @@ def test_a_run_on_a_full_disk_stops_cleanly_and_says_how_to_resume(
     assert checkpoint.load(last)[1]["step"] == 6
 
 
+def test_a_row_the_full_disk_cuts_short_is_taken_back(tmp_path, mount):
+    """metrics.csv ends 10 bytes short of a page and the disk is full: the kernel writes
+    10 bytes of the next row into that page, then refuses the rest. The half row is cut
+    off again, so the file ends on a whole row and the next append starts a line."""
+    disk = mount(tmp_path / "disk", "64k")
+    path = disk / "metrics.csv"
+    rows = b"step,loss_d\n" + b"".join(b"%d,0.5\n" % i for i in range(600))
+    path.write_bytes(rows[: 4096 - 10 - 1] + b"\n")
+    before = path.read_bytes()
+    fill(disk)
+    with pytest.raises(OSError) as e:
+        checkpoint.append_whole(path, b"601,0.123456789,0.123456789,0.123456789\n")
+    assert e.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+
+
 def test_samples_on_a_full_disk_are_refused_before_drawing(tmp_path, mount, capsys, run):
     disk = mount(tmp_path / "disk", "256k")
     out = disk / "samples.npy"
