@@ -4,7 +4,8 @@ Runs the real command, ``python -m minigan.train --recipe R --seed S`` on the bu
 digits (50 epochs, 1,950 steps), for each recipe and seed, scoring every 5 epochs
 (``--score-every 5``: the Fréchet distance and the legible share of 10,000 samples in
 metrics.csv) and keeping a checkpoint every 10 epochs. Then, for each kept checkpoint,
-the class shares (``minigan.score``), and for each recipe a grid of seed 1's samples.
+the class shares (``minigan.score``), and for each recipe a grid of seed 1's samples
+after its default epochs (``--grids`` draws them again).
 Writes docs/quality/recipes.json and docs/quality/recipe_<R>.png; ``--report`` prints
 docs/quality.md's tables from the JSON.
 
@@ -73,11 +74,14 @@ def class_shares(result) -> dict:
 
 
 def grid(result, path) -> None:
+    """100 samples (noise seed 0) of the run's G after its recipe's default epochs: what
+    the default run of that recipe ends with."""
     from minigan import images, sample
+    from minigan.train import RECIPE_EPOCHS
 
-    G = sample.load_generator(
-        Path(result["out"], "checkpoints", f"epoch_{EPOCHS:03d}.npz"), raw=True
-    )
+    epoch = min(EPOCHS, RECIPE_EPOCHS[result["recipe"]])
+    checkpoint = Path(result["out"], "checkpoints", f"epoch_{epoch:03d}.npz")
+    G = sample.load_generator(checkpoint, raw=True)
     images.save_png(path, images.make_grid(sample.generate(G, 100, seed=0), nrow=10), scale=2)
 
 
@@ -134,10 +138,16 @@ def main() -> int:
     p.add_argument("--runs", default="/tmp/minigan-recipes")
     p.add_argument("--report", action="store_true")
     p.add_argument("--time-steps", action="store_true")
+    p.add_argument("--grids", action="store_true", help="draw the grids again, from the runs")
     args = p.parse_args()
     path = OUT / "recipes.json"
     if args.report:
         print(report(json.loads(path.read_text())))
+        return 0
+    if args.grids:  # again, from the runs' checkpoints (still where the JSON says they are)
+        for recipe in json.loads(path.read_text())["recipes"]:
+            run = next(r for r in json.loads(path.read_text())["runs"] if r["recipe"] == recipe)
+            grid(run, OUT / f"recipe_{recipe}.png")
         return 0
     if args.time_steps:
         results = json.loads(path.read_text())

@@ -194,8 +194,9 @@ def build_parser():
     return p
 
 
-# --epochs' default per recipe: the default run (minigan's recipe, whose step takes twice
-# the paper's) fits in 10 minutes on the project's 2-core machine; docs/quality.md.
+# --epochs' default per recipe. minigan's recipe's step takes twice the paper's: its 40
+# epochs are 11-12 minutes on the project's 2-core machine, the paper's 50 about 7
+# (docs/quality.md, legibility against wall time).
 RECIPE_EPOCHS = {"minigan": 40, "paper": 50}
 # What a checkpoint written before a setting existed was trained with.
 LEGACY = dict(recipe="paper")
