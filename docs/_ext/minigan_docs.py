@@ -7,12 +7,16 @@
   ``hide-input`` tag, so the site folds it away as Jupyter does, and a line under the
   title offers the original notebook for download.
 - One API page per public module (``api/generated/minigan.*.rst``, an ``automodule``
-  each), found by walking the package, so a new module gets its page.
+  each), found by walking the package, so a new module gets its page. A name that a
+  module re-exports from another public module (``minigan.nn.Module`` is
+  ``minigan.module.Module``) is documented once, on its own module's page, and linked
+  from the other.
 - MathJax 3 (``tex-chtml-full.js`` and its woff fonts) is copied from the
   sphinx-mathjax-offline wheel into ``_static/mathjax``: no page loads anything from
   the network.
 """
 
+import importlib
 import json
 import os
 import pkgutil
@@ -90,7 +94,24 @@ def write_api_pages(app, config):
             stale.unlink()
     for name in names:
         page = f"{name}\n{'=' * len(name)}\n\n.. automodule:: {name}\n"
+        borrowed = reexports(name, names)
+        if borrowed:
+            page += f"   :exclude-members: {', '.join(attr for attr, _ in borrowed)}\n\n"
+            links = ", ".join(f":py:obj:`{attr} <{home}.{attr}>`" for attr, home in borrowed)
+            page += f"Also importable from here, documented with their own modules: {links}.\n"
         write_if_changed(API_PAGES / f"{name}.rst", page)
+
+
+def reexports(name, names) -> list[tuple[str, str]]:
+    """(attribute, home module) for each name in ``name``'s ``__all__`` that is defined in
+    another of minigan's public modules ``names``."""
+    module = importlib.import_module(name)
+    found = []
+    for attr in getattr(module, "__all__", []):
+        home = getattr(getattr(module, attr, None), "__module__", None)
+        if home != name and home in names:
+            found.append((attr, home))
+    return found
 
 
 def mathjax_folder() -> Path:
