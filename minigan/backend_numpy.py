@@ -89,7 +89,7 @@ class Backend:
         self.rng.bit_generator.state = state
 
     # ---- how a convolution covers the batch --------------------------------------------
-    def for_each_batch(self, work, n: int, columns_per_sample: int):
+    def for_each_batch(self, work, n: int, columns_per_sample: int, values_per_column: int = 1):
         """Call ``work(batch)`` on slices that cover ``range(n)``; returns the sum of what
         the calls return. Here: one call on the whole batch (one big matrix product per
         convolution, which is what a GPU wants). ``CpuThreads`` splits it over cores."""
@@ -280,6 +280,8 @@ class CpuThreads:
     """
 
     MIN_COLUMNS = 256  # matrix-product columns per piece; fewer makes BLAS inefficient
+    MIN_VALUES = 2**18  # and im2col values per piece (1 MB of float32): fewer, and the
+    # per-call cost (Python, thread hand-offs) outweighs the work (benchmarks/RESULTS.md)
 
     def __init__(self, seed: int | None = None):
         super().__init__(seed)
@@ -298,16 +300,21 @@ class CpuThreads:
         self.threads = int(threads)
         self._pool = getattr(self, "_pool", None)
 
-    def for_each_batch(self, work, n: int, columns_per_sample: int):
+    def for_each_batch(self, work, n: int, columns_per_sample: int, values_per_column: int = 1):
         """Call ``work(batch)`` on slices ``batch`` that cover ``range(n)``, in parallel;
         returns the sum of what the calls return (None if they return None).
 
         ``work`` writes its slice of the output in place and returns its share of
         anything summed over the batch (a weight gradient). Slices are as small as
-        the matrix products allow (``MIN_COLUMNS``), so their data stays in cache.
+        the matrix products allow (``MIN_COLUMNS`` columns of ``values_per_column``
+        numbers, at least ``MIN_VALUES`` numbers in all), so their data stays in cache.
         Each thread adds up its own slices' results, then the threads' sums are added.
         """
-        per_slice = -(-self.MIN_COLUMNS // max(columns_per_sample, 1))
+        per_sample = max(columns_per_sample, 1)
+        per_slice = max(
+            -(-self.MIN_COLUMNS // per_sample),
+            -(-self.MIN_VALUES // (per_sample * max(values_per_column, 1))),
+        )
         per_slice = min(per_slice, -(-n // self.threads))
         slices = [slice(lo, min(lo + per_slice, n)) for lo in range(0, n, per_slice)]
         threads = min(self.threads, len(slices))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 
 from . import backend
+from .backend_numpy import kernel_covers_image
 
 
 def pair(value, name="value") -> tuple[int, int]:
@@ -70,7 +71,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     im2col turns every receptive field into one row, so the convolution is a matrix
     product (n*Ho*Wo, kh*kw*C) @ (kh*kw*C, F): a linear layer applied to every patch.
     It is done a few samples at a time (``for_each_batch``, on every core), so the
-    rows stay in cache.
+    rows stay in cache. A kernel as large as the unpadded image has one patch per
+    sample, the image itself: that convolution is a linear layer, with no im2col.
     """
     bk = backend.current()
     x = bk.xp.ascontiguousarray(x)
@@ -78,6 +80,17 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     f, _, kh, kw = w.shape
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
+    if kernel_covers_image(x.shape, (kh, kw), pad):
+        x_rows, w_rows = x.reshape(n, -1), w.reshape(f, -1)
+        out = bk.xp.empty((n, f), dtype=x.dtype)
+
+        def linear(batch):  # (n, C*kh*kw) @ (C*kh*kw, F)
+            out[batch] = x_rows[batch] @ w_rows.T
+
+        bk.for_each_batch(linear, n, 1)
+        if b is not None:
+            out += b
+        return out.reshape(n, f, 1, 1), (x, w, stride, pad, b is not None)
     ho, wo = conv2d_output_size(h, kh, stride[0], ph), conv2d_output_size(wd, kw, stride[1], pw)
     w_mat = _patch_major(w)  # (F, kh*kw*C)
     out = bk.xp.empty((n, f, ho, wo), dtype=x.dtype)
@@ -89,7 +102,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
             out_mat += b.reshape(-1, 1)
         out[batch] = _samples_first(out_mat, ho, wo)
 
-    bk.for_each_batch(forward, n, ho * wo)
+    bk.for_each_batch(forward, n, ho * wo, w_mat.shape[1])
     return out, (x, w, stride, pad, b is not None)
 
 
@@ -106,6 +119,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     bk = backend.current()
     kh, kw = w.shape[2:]
     n, _, ho, wo = dout.shape
+    if kernel_covers_image(x.shape, (kh, kw), pad):
+        return _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad)
     w_mat = _patch_major(w)  # (F, kh*kw*C)
     dx = bk.xp.empty_like(x) if input_grad else None
 
@@ -119,8 +134,36 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
             db = dout_t.sum(axis=1) if has_bias else None
             return dout_t @ cols, db
 
-    dw, db = bk.for_each_batch(backward, n, ho * wo) or (None, None)
+    dw, db = bk.for_each_batch(backward, n, ho * wo, w_mat.shape[1]) or (None, None)
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
+
+
+def _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad, transposed=False):
+    """The backward of a convolution whose kernel covers the image (one patch per
+    sample): the backward of a linear layer on the arrays as they lie, x (N, C*kh*kw)
+    -> out (N, F). A transposed convolution is one the other way round: out
+    (N, Cout*kh*kw) from x (N, Cin), its weight (Cin, Cout*kh*kw). Split over the
+    batch like the other convolutions (``for_each_batch``)."""
+    bk, n = backend.current(), x.shape[0]
+    x_rows, g_rows = x.reshape(n, -1), bk.xp.ascontiguousarray(dout).reshape(n, -1)
+    w_rows = w.reshape(w.shape[0], -1)
+    if transposed:  # out = x_rows @ w_rows: a linear layer whose weight is w_rows.T
+        w_rows = w_rows.T
+    dx = bk.xp.empty_like(x) if input_grad else None
+    dx_rows = dx.reshape(n, -1) if input_grad else None
+
+    def backward(batch):
+        if input_grad:  # one filter: an outer product, which BLAS is slow at
+            g = g_rows[batch]
+            dx_rows[batch] = g * w_rows if w_rows.shape[0] == 1 else g @ w_rows
+        if weight_grad:
+            return g_rows[batch].T @ x_rows[batch]
+
+    dw = bk.for_each_batch(backward, n, 1)
+    if dw is not None:
+        dw = (dw.T if transposed else dw).reshape(w.shape)
+    db = dout.sum(axis=(0, 2, 3)) if weight_grad and has_bias else None
+    return dx, dw, db
 
 
 def conv2d_output_size(size, kernel, stride, padding):
@@ -156,6 +199,8 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
 
     One matrix product gives every input pixel's kernel-sized contribution,
     (n*H*W, Cin) @ (Cin, kh*kw*Cout); col2im adds the overlapping contributions.
+    A 1x1 input whose kernel is the whole output (no padding) has nothing to add up:
+    the layer is a linear one, (N, Cin) @ (Cin, Cout*kh*kw).
     """
     bk = backend.current()
     x = bk.xp.ascontiguousarray(x)
@@ -165,6 +210,18 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     ho = conv_transpose2d_output_size(h, kh, stride[0], padding[0], output_padding[0])
     wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
     pad = _transpose_padding(padding, output_padding)
+    if kernel_covers_image((n, cout, ho, wo), (kh, kw), pad):
+        x_rows, w_rows = x.reshape(n, cin), w.reshape(cin, -1)
+        out = bk.xp.empty((n, cout, kh, kw), dtype=x.dtype)
+        out_rows = out.reshape(n, -1)
+
+        def linear(batch):  # (n, Cin) @ (Cin, Cout*kh*kw)
+            out_rows[batch] = x_rows[batch] @ w_rows
+
+        bk.for_each_batch(linear, n, 1)
+        if b is not None:
+            out += b.reshape(1, -1, 1, 1)
+        return out, (x, w, stride, pad, b is not None)
     w_mat = _patch_major(w)  # (Cin, kh*kw*Cout)
     out = bk.xp.empty((n, cout, ho, wo), dtype=x.dtype)
 
@@ -174,7 +231,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
         if b is not None:
             out[batch] += b.reshape(1, -1, 1, 1)
 
-    bk.for_each_batch(forward, n, h * wd)
+    bk.for_each_batch(forward, n, h * wd, w_mat.shape[1])
     return out, (x, w, stride, pad, b is not None)
 
 
@@ -188,6 +245,8 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
     x, w, stride, pad, has_bias = cache
     bk = backend.current()
     n, cin, h, wd = x.shape
+    if kernel_covers_image(dout.shape, w.shape[2:], pad):
+        return _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad, transposed=True)
     w_mat = _patch_major(w)  # (Cin, kh*kw*Cout)
     dx = bk.xp.empty_like(x) if input_grad else None
 
@@ -199,7 +258,7 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
             db = dout[batch].sum(axis=(0, 2, 3)) if has_bias else None
             return _channels_first(x[batch]) @ dcols, db
 
-    dw, db = bk.for_each_batch(backward, n, h * wd) or (None, None)
+    dw, db = bk.for_each_batch(backward, n, h * wd, w_mat.shape[1]) or (None, None)
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
 
 

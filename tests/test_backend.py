@@ -116,6 +116,7 @@ def test_any_thread_count_and_slice_size_give_the_same_convolutions(
     try:
         expected = _conv_results()
         monkeypatch.setattr(bk, "MIN_COLUMNS", min_columns)
+        monkeypatch.setattr(bk, "MIN_VALUES", 1)  # slices by columns alone
         bk.set_threads(threads)
         for got, want in zip(_conv_results(), expected, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
@@ -139,6 +140,30 @@ def test_for_each_batch_covers_the_batch_once_and_sums_what_work_returns():
     assert sorted(seen) == list(range(10)) and nothing is None
     np.testing.assert_array_equal(total, [10, 10])
     assert bk.for_each_batch(lambda batch: None, 4, 1) is None
+
+
+def test_slices_hold_enough_columns_and_enough_values():
+    """A slice holds at least MIN_COLUMNS matrix-product columns and MIN_VALUES im2col
+    values: a layer with short columns (one input channel) gets fewer, larger slices."""
+    bk = backend.use("numpy")
+    sizes = []
+
+    def work(batch):
+        sizes.append(batch.stop - batch.start)
+
+    try:
+        bk.set_threads(1)
+        bk.for_each_batch(work, 128, columns_per_sample=49, values_per_column=1024)
+        assert sizes[0] == max(-(-bk.MIN_COLUMNS // 49), -(-bk.MIN_VALUES // (49 * 1024)))
+        sizes.clear()
+        bk.for_each_batch(work, 128, columns_per_sample=196, values_per_column=16)
+        assert sizes[0] == min(128, -(-bk.MIN_VALUES // (196 * 16))) > -(-bk.MIN_COLUMNS // 196)
+        sizes.clear()
+        bk.set_threads(2)
+        bk.for_each_batch(work, 128, columns_per_sample=196, values_per_column=16)
+        assert sorted(sizes) == [64, 64]  # never fewer slices than threads
+    finally:
+        bk.set_threads(None)
 
 
 def test_thread_count_comes_from_the_environment_and_is_checked(monkeypatch):

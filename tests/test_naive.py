@@ -117,3 +117,29 @@ def test_im2col_padding_that_is_no_padding_is_one_line(backend_name):
             bk.im2col(x, 3, 1, padding)
     with pytest.raises(ValueError, match=r"^stride must be an int or an \(h, w\) pair"):
         bk.col2im(bk.from_numpy(np.zeros((4, 9))), x.shape, 3, 0.5, 0)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("transposed", [False, True], ids=["Conv2d", "ConvTranspose2d"])
+def test_a_kernel_that_covers_the_image_is_a_linear_layer(backend_name, transposed, bias):
+    """The DCGAN's first and last layers: a kernel as large as the image (D's last
+    Conv2d), or a 1x1 input whose kernel is the whole output (G's first
+    ConvTranspose2d), take a plain matrix product instead of im2col. Both stay the
+    loops' convolution, forward and backward (float64 finite differences)."""
+    from minigan import gradcheck, nn
+
+    bk, rng = backend.current(), np.random.default_rng(5)
+    if transposed:
+        layer = nn.ConvTranspose2d(3, 4, (4, 3), stride=2, bias=bias, dtype=np.float64)
+        x = bk.from_numpy(rng.standard_normal((5, 3, 1, 1)))
+        expected = naive.conv_transpose2d(_host(x), _host(layer.weight.data), _bias(layer),
+                                          layer.stride, (0, 0), (0, 0))  # fmt: skip
+    else:
+        layer = nn.Conv2d(3, 4, (4, 3), stride=2, bias=bias, dtype=np.float64)
+        x = bk.from_numpy(rng.standard_normal((5, 3, 4, 3)))
+        expected = naive.conv2d(_host(x), _host(layer.weight.data), _bias(layer), layer.stride, 0)
+    out = layer(x)
+    assert out.shape == expected.shape == ((5, 4, 4, 3) if transposed else (5, 4, 1, 1))
+    np.testing.assert_allclose(_host(out), expected, rtol=1e-12, atol=1e-12)
+    report = gradcheck.check_layer(layer, x)
+    assert report.ok and len(report) == (3 if bias else 2), str(report)
