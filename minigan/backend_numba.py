@@ -1,12 +1,13 @@
 """The Numba backend: the NumPy backend with its hot kernels compiled for the CPU.
 
 Matrix products stay in BLAS (NumPy's ``@``), and im2col stays NumPy's strided copy
-(measured faster than a compiled loop). What is compiled here: col2im (a
-channels-last scatter whose inner loop runs over the channels, padding handled
-inline), batch norm forward and backward (one pass over each channel's values
-instead of NumPy's several temporaries), LeakyReLU and the Adam update (fused
-element-wise loops). Each kernel has a twin in ``NumpyBackend``
-that the tests compare it with.
+(measured faster than a compiled loop), except for its first step on images 32 or
+more pixels wide: the copy to channels-last, row by row (``_to_channels_last``).
+What is compiled here: col2im (a channels-last scatter whose inner loop runs over
+the channels, padding handled inline, then copied back to NCHW row by row), batch
+norm forward and backward (one pass over each channel's values instead of NumPy's
+several temporaries), LeakyReLU and the Adam update (fused element-wise loops).
+Each kernel has a twin in ``NumpyBackend`` that the tests compare it with.
 
 Threads. Two kinds of work, two ways of using the cores:
 
@@ -71,6 +72,32 @@ def _col2im(patches, sh, sw, top, left, x):
                         col = j * sw + v - left
                         for k in range(c):
                             x[ni, row, col, k] += patches[ni, i, j, u, v, k]
+
+
+@njit(nogil=True, cache=True)
+def _to_channels_last(x, top, left, out):
+    """out[n, i + top, j + left, c] = x[n, c, i, j]: each channel's image row read whole.
+
+    NumPy's strided copy reads one value per channel in turn, H*W values apart; at
+    32x32 in float32 that is 4 KB, the distance at which addresses share a cache set,
+    and every read misses. Row by row, each read is W consecutive numbers."""
+    n, c, h, w = x.shape
+    for ni in range(n):
+        for i in range(h):
+            for k in range(c):
+                for j in range(w):
+                    out[ni, i + top, j + left, k] = x[ni, k, i, j]
+
+
+@njit(nogil=True, cache=True)
+def _to_channels_first(x, out):
+    """out[n, c, i, j] = x[n, i, j, c], written row by row (the copy back to NCHW)."""
+    n, h, w, c = x.shape
+    for ni in range(n):
+        for i in range(h):
+            for k in range(c):
+                for j in range(w):
+                    out[ni, k, i, j] = x[ni, i, j, k]
 
 
 # ---- batch normalisation ------------------------------------------------------------------------
@@ -182,7 +209,20 @@ class NumbaBackend(NumpyBackend):
         patches = np.ascontiguousarray(cols).reshape(n, ho, wo, kh, kw, c)
         x = np.zeros((n, h, w, c), dtype=cols.dtype)
         _col2im(patches, sh, sw, top, left, x)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out = np.empty(x_shape, dtype=cols.dtype)
+        _to_channels_first(x, out)
+        return out
+
+    ROW_COPY_WIDTH = 32  # images at least this wide go channels-last row by row
+
+    def _pad_channels_last(self, x, padding):
+        (top, bottom), (left, right) = padding
+        n, c, h, w = x.shape
+        if w < self.ROW_COPY_WIDTH:  # short rows: NumPy's strided copy is faster
+            return super()._pad_channels_last(x, padding)
+        out = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
+        _to_channels_last(x, top, left, out)
+        return out
 
     def batchnorm_forward(self, x, gamma, beta, eps):
         x3 = _channels(x)
@@ -228,6 +268,7 @@ class NumbaBackend(NumpyBackend):
         start = time.perf_counter()
         for dtype in (np.float32, np.float64):
             x = np.ones((2, 2, 3, 3), dtype=dtype)
+            self.im2col(np.ones((1, 2, 2, self.ROW_COPY_WIDTH), dtype=dtype), 2, 1, 0)
             cols = self.im2col(x, (2, 2), (1, 1), ((1, 0), (0, 1)))
             self.col2im(cols, x.shape, (2, 2), (1, 1), ((1, 0), (0, 1)))
             out, _, _, x_hat, inv_std = self.batchnorm_forward(

@@ -74,6 +74,29 @@ def test_im2col_and_col2im(fast, dtype, data):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [31, 32, 64])
+def test_im2col_and_col2im_on_wide_images(fast, dtype, width):
+    """Images 32 or more pixels wide take the Numba backend's row-by-row copy to
+    channels-last (NumPy's strided copy misses the cache there): the same columns,
+    from contiguous and transposed images alike, and the same col2im."""
+    rng = np.random.default_rng(width)
+    geometries = [((2, 5, 3, width), (4, 4), (2, 2), ((1, 1), (1, 1))),
+                  ((1, 3, 2, width), (2, 3), (1, 2), ((0, 1), (2, 0)))]  # fmt: skip
+    for shape, kernel, stride, pad in geometries:
+        x = rng.standard_normal(shape).astype(dtype)
+        cols = REFERENCE.im2col(x, kernel, stride, pad)
+        _same(fast.im2col(on(fast, x), kernel, stride, pad), cols, dtype)
+        x_view = on(fast, x[:, :, ::-1].copy())[:, :, ::-1]  # not contiguous
+        _same(fast.im2col(x_view, kernel, stride, pad), cols, dtype)
+        other = rng.standard_normal(cols.shape).astype(dtype)
+        _same(
+            fast.col2im(on(fast, other), shape, kernel, stride, pad),
+            REFERENCE.col2im(other, shape, kernel, stride, pad),
+            dtype,
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
 def test_batchnorm(fast, dtype, data):
     shape = data.draw(st.sampled_from([(4, 3), (2, 3, 5), (2, 3, 4, 4), (1, 2, 3, 1)]))
