@@ -3,7 +3,8 @@
     python benchmarks/profile.py                    # the three configs of run.py, numba and numpy
     python benchmarks/profile.py --configs 0 --backends numba --steps 3
 
-The step is ``run.py``'s (``GANTrainer.step`` on the paper's DCGAN). Each layer's
+The step is ``run.py``'s (``GANTrainer.step`` on the paper's DCGAN, on run.py's three
+configs), and the default run's (minigan's recipe, 28x28, ngf = ndf = 32, batch 128). Each layer's
 ``forward`` and ``backward`` and each backend kernel are wrapped in a timer, so a step
 reads as a budget:
 
@@ -43,6 +44,13 @@ import run  # noqa: E402  (chooses OpenBLAS's kernels before NumPy loads)
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from minigan import backend, nn  # noqa: E402
+from minigan.gan import GANTrainer  # noqa: E402
+from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
+
+# run.py's configs, and the default `python -m minigan.train` (minigan's recipe: one
+# more layer in each network, models/dcgan.py) on run.py's first config.
+CONFIGS = [*run.CONFIGS, ("28x28x1 ngf=ndf=32 batch 128, --recipe minigan (the default run)",
+                          28, 1, 32, 128, {"extra_layer": True})]  # fmt: skip
 
 import numpy as np  # noqa: E402  # isort: skip
 
@@ -94,6 +102,11 @@ def products_of(layer, x_shape, out_shape):
     for its columns, and the columns per sample and values per column of its slices.
     kind names the operands' memory orders (see ``replay_seconds``)."""
     kh, kw = layer.kernel_size
+    if isinstance(layer, nn.Conv2d) and layer.out_channels * kh * kw <= layer.in_channels:
+        taps, c, hw = layer.out_channels * kh * kw, layer.in_channels, int(np.prod(x_shape[2:]))
+        plan = {"forward": [(taps, c, hw, "each:T@x")], "input": [(c, taps, hw, "each:T.T@s")],
+                "weight": [(taps, hw, c, "each:s@x.T")]}  # fmt: skip
+        return plan, hw, taps  # one product per sample (kn2row, functional._taps_forward)
     if isinstance(layer, nn.Conv2d):
         f, k = layer.out_channels, kh * kw * layer.in_channels
         if tuple(x_shape[2:]) == (kh, kw) and layer.padding == (0, 0):  # a linear layer
@@ -126,8 +139,9 @@ def record_products(budget, name, layer, shapes, phase, grads, threads):
             sizes = {"S": samples, "P": samples * per_sample}
             for *dims, kind in plan[part]:
                 shape = tuple(int(sizes.get(d, d)) for d in dims)
-                budget.products[(name, *shape, kind)] += 1
-                budget.flops += 2.0 * shape[0] * shape[1] * shape[2]
+                count = samples if kind.startswith("each:") else 1
+                budget.products[(name, *shape, kind)] += count
+                budget.flops += 2.0 * shape[0] * shape[1] * shape[2] * count
 
 
 def replay_seconds(m, k, n, kind, repeats=7):
@@ -141,8 +155,8 @@ def replay_seconds(m, k, n, kind, repeats=7):
     # Which operand is a transposed view: W@cols.T (cols is P x K), dout.T@W (dout_t is
     # F x P), W@dcols.T, x.T@W (x channels-first, Cin x P), and the linear layers' own
     # transposes. The rest are plain C arrays.
-    a = array(m, k, transposed=kind in ("dout.T@W", "x.T@W", "dout.T@x"))
-    b = array(k, n, transposed=kind in ("W@cols.T", "W@dcols.T", "x@W.T", "dout@W.T"))
+    a = array(m, k, transposed=kind in ("dout.T@W", "x.T@W", "dout.T@x", "each:T.T@s"))
+    b = array(k, n, transposed=kind in ("W@cols.T", "W@dcols.T", "x@W.T", "dout@W.T", "each:s@x.T"))
 
     def product():  # one filter's input gradient is an outer product (no BLAS call)
         return a * b if kind == "dout@W" and k == 1 else a @ b
@@ -211,11 +225,17 @@ def wrap_layer(budget, layer, name, threads):
 
 def profile(backend_name, config, threads, steps, phases):
     """Seconds per step by (layer, phase), the step's wall time, its products and FLOPs."""
-    name, size, channels, width, batch = config
-    run.set_threads(f"minigan-{backend_name}", threads)
-    step = run.make_step(f"minigan-{backend_name}", size, channels, width, batch)
-    trainer = step.__closure__[step.__code__.co_freevars.index("trainer")].cell_contents
-    bk = backend.use(backend_name)
+    name, size, channels, width, batch, *layout = config
+    layout = layout[0] if layout else {}
+    bk = backend.use(backend_name, seed=0)
+    G = Generator(100, width, channels, size, **layout)
+    D = Discriminator(width, channels, size, **layout)
+    real = np.random.default_rng(0).uniform(-1, 1, (batch, channels, size, size))
+    trainer, real = GANTrainer(G, D), real.astype(np.float32)
+
+    def step():
+        trainer.step(real)
+
     run.set_threads(f"minigan-{backend_name}", threads)
     step(), step()  # warm-up: compiled kernels, pools, first-touch memory
     budget = Budget()
@@ -234,12 +254,12 @@ def profile(backend_name, config, threads, steps, phases):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="0,1,2", help="indices into run.CONFIGS")
+    parser.add_argument("--configs", default="0,1,2,3", help="indices into CONFIGS")
     parser.add_argument("--backends", default="numba,numpy")
     parser.add_argument("--steps", type=int, default=5, help="profiled steps (mean)")
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args(argv)
-    configs = [run.CONFIGS[int(i)] for i in args.configs.split(",")]
+    configs = [CONFIGS[int(i)] for i in args.configs.split(",")]
     cores = run.CORES
     rate = max(run.openblas_kernel_rates().values())  # GFLOP/s, one core, conv shapes
     result = {"sgemm_1core_gflops": rate, "cores": cores, "configs": []}

@@ -72,7 +72,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     product (n*Ho*Wo, kh*kw*C) @ (kh*kw*C, F): a linear layer applied to every patch.
     It is done a few samples at a time (``for_each_batch``, on every core), so the
     rows stay in cache. A kernel as large as the unpadded image has one patch per
-    sample, the image itself: that convolution is a linear layer, with no im2col.
+    sample, the image itself: that convolution is a linear layer, with no im2col. With
+    few filters (``_few_filters``) the channels are contracted first instead.
     """
     bk = backend.current()
     x = bk.xp.ascontiguousarray(x)
@@ -92,6 +93,8 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
             out += b
         return out.reshape(n, f, 1, 1), (x, w, stride, pad, b is not None)
     ho, wo = conv2d_output_size(h, kh, stride[0], ph), conv2d_output_size(wd, kw, stride[1], pw)
+    if _few_filters(w):
+        return _taps_forward(x, w, b, stride, pad, (ho, wo)), (x, w, stride, pad, b is not None)
     w_mat = _patch_major(w)  # (F, kh*kw*C)
     out = bk.xp.empty((n, f, ho, wo), dtype=x.dtype)
 
@@ -121,6 +124,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
     n, _, ho, wo = dout.shape
     if kernel_covers_image(x.shape, (kh, kw), pad):
         return _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad)
+    if _few_filters(w):
+        return _taps_backward(dout, cache, input_grad, weight_grad)
     w_mat = _patch_major(w)  # (F, kh*kw*C)
     dx = bk.xp.empty_like(x) if input_grad else None
 
@@ -136,6 +141,83 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
 
     dw, db = bk.for_each_batch(backward, n, ho * wo, w_mat.shape[1]) or (None, None)
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
+
+
+def _few_filters(w) -> bool:
+    """Whether a convolution has no more taps (filters x kernel positions) than input
+    channels, like the last 3x3 convolution of minigan's recipe (32 channels to 1).
+    Then contracting the channels first (``_taps_forward``) makes F*kh*kw numbers per
+    pixel where im2col makes kh*kw*C, and the product has more than one row."""
+    f, c, kh, kw = w.shape
+    return f * kh * kw <= c
+
+
+def _tap_slices(size, k, stride, pad_before, out_size):
+    """For kernel offset k along one side: the output positions i whose input
+    i*stride + k - pad_before lies inside [0, size), and those inputs, as two slices."""
+    lo = max(0, -(-(pad_before - k) // stride))
+    hi = max(lo, min(out_size, (size - 1 + pad_before - k) // stride + 1))
+    first = lo * stride + k - pad_before
+    return slice(lo, hi), slice(max(first, 0), max(first, 0) + (hi - lo) * stride, stride)
+
+
+def _taps_forward(x, w, b, stride, pad, out_size):
+    """A convolution with few filters, channels first ("kn2row"): one product gives
+    every tap's response at every pixel, planes[n, (f, u, v), y, x] = sum_c w[f, c, u, v]
+    * x[n, c, y, x]; then out[n, f, i, j] = sum_{u,v} planes[n, (f, u, v), i*sh + u - top,
+    j*sw + v - left], kh*kw strided slices added (the padding's zeros are left out)."""
+    bk = backend.current()
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    (sh, sw), ((top, _), (left, _)) = stride, pad
+    taps = _patch_major(w).reshape(f * kh * kw, c)  # rows (f, u, v)
+    out = bk.xp.empty((n, f, *out_size), dtype=x.dtype)
+
+    def forward(batch):
+        xs = x[batch]
+        planes = (taps @ xs.reshape(len(xs), c, h * wd)).reshape(len(xs), f, kh, kw, h, wd)
+        ob = out[batch]
+        ob[...] = 0 if b is None else b.reshape(1, -1, 1, 1)
+        for u in range(kh):
+            rows_out, rows_in = _tap_slices(h, u, sh, top, out_size[0])
+            for v in range(kw):
+                cols_out, cols_in = _tap_slices(wd, v, sw, left, out_size[1])
+                ob[:, :, rows_out, cols_out] += planes[:, :, u, v, rows_in, cols_in]
+
+    bk.for_each_batch(forward, n, h * wd, f * kh * kw)
+    return out
+
+
+def _taps_backward(dout, cache, input_grad, weight_grad):
+    """The adjoint of ``_taps_forward``: each tap's slice of dout goes back where its
+    planes were read (``spread``), then dx = taps^T @ spread and dtaps = spread @ x^T."""
+    x, w, stride, pad, has_bias = cache
+    bk = backend.current()
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    (sh, sw), ((top, _), (left, _)) = stride, pad
+    taps = _patch_major(w).reshape(f * kh * kw, c)
+    dx = bk.xp.empty_like(x) if input_grad else None
+
+    def backward(batch):
+        g = dout[batch]
+        spread = bk.xp.zeros((len(g), f, kh, kw, h, wd), dtype=g.dtype)
+        for u in range(kh):
+            rows_out, rows_in = _tap_slices(h, u, sh, top, g.shape[2])
+            for v in range(kw):
+                cols_out, cols_in = _tap_slices(wd, v, sw, left, g.shape[3])
+                spread[:, :, u, v, rows_in, cols_in] = g[:, :, rows_out, cols_out]
+        spread = spread.reshape(len(g), f * kh * kw, h * wd)
+        if input_grad:
+            dx[batch] = (taps.T @ spread).reshape(len(g), c, h, wd)
+        if weight_grad:
+            x_rows = x[batch].reshape(len(g), c, h * wd)
+            dtaps = (spread @ x_rows.transpose(0, 2, 1)).sum(axis=0)  # (F*kh*kw, C)
+            return dtaps, g.sum(axis=(0, 2, 3)) if has_bias else None
+
+    dtaps, db = bk.for_each_batch(backward, n, h * wd, f * kh * kw) or (None, None)
+    dw = None if dtaps is None else _from_patch_major(dtaps.reshape(f, -1), w.shape)
+    return dx, dw, db
 
 
 def _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad, transposed=False):

@@ -143,3 +143,26 @@ def test_a_kernel_that_covers_the_image_is_a_linear_layer(backend_name, transpos
     np.testing.assert_allclose(_host(out), expected, rtol=1e-12, atol=1e-12)
     report = gradcheck.check_layer(layer, x)
     assert report.ok and len(report) == (3 if bias else 2), str(report)
+
+
+@pytest.mark.parametrize(
+    "filters, kernel, stride, padding",
+    [(1, (3, 3), (1, 1), (1, 1)), (2, (3, 2), (2, 1), (0, 2)), (1, (2, 3), (3, 2), (2, 1))],
+)
+def test_a_convolution_with_few_filters_contracts_the_channels_first(
+    backend_name, filters, kernel, stride, padding
+):
+    """No more taps (filters x kernel positions) than input channels, like the last 3x3
+    convolution of minigan's recipe: the channels are contracted first (kn2row) instead
+    of im2col. Still the loops' convolution, forward and backward (float64)."""
+    from minigan import functional as F
+    from minigan import gradcheck, nn
+
+    bk, rng = backend.current(), np.random.default_rng(7)
+    layer = nn.Conv2d(12, filters, kernel, stride, padding, bias=True, dtype=np.float64)
+    assert F._few_filters(layer.weight.data)
+    x = bk.from_numpy(rng.standard_normal((3, 12, 7, 6)))
+    expected = naive.conv2d(_host(x), _host(layer.weight.data), _bias(layer), stride, padding)
+    np.testing.assert_allclose(_host(layer(x)), expected, rtol=1e-12, atol=1e-12)
+    report = gradcheck.check_layer(layer, x)
+    assert report.ok and len(report) == 3, str(report)
