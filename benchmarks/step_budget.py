@@ -1,7 +1,7 @@
 """One DCGAN training step as a time budget: per layer and per phase, beside the floor.
 
-    python benchmarks/profile.py                    # the three configs of run.py, numba and numpy
-    python benchmarks/profile.py --configs 0 --backends numba --steps 3
+    python benchmarks/step_budget.py    # run.py's three configs and the default run, both backends
+    python benchmarks/step_budget.py --configs 0 --backends numba --steps 3
 
 The step is ``run.py``'s (``GANTrainer.step`` on the paper's DCGAN, on run.py's three
 configs), and the default run's (minigan's recipe, 28x28, ngf = ndf = 32, batch 128). Each layer's
@@ -24,7 +24,7 @@ the convolution's time.
 The floor: the step's convolution FLOPs (counted from the calls, input and weight
 gradients only where the trainer asks for them) over the cores times one core's
 SGEMM rate on convolution-shaped products (``run.openblas_kernel_rates``, minigan's
-pick). Writes ``benchmarks/results/profile.json`` and ``profile.md``.
+pick). Writes ``benchmarks/results/step_budget.json`` and ``step_budget.md``.
 """
 
 from __future__ import annotations
@@ -276,8 +276,8 @@ def main(argv=None):
         result["configs"].append(entry)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "profile.json").write_text(json.dumps(result, indent=1))
-    (out / "profile.md").write_text(markdown(result))
+    (out / "step_budget.json").write_text(json.dumps(result, indent=1))
+    (out / "step_budget.md").write_text(markdown(result))
     print(markdown(result))
 
 
