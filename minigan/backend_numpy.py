@@ -277,6 +277,11 @@ class CpuThreads:
     core's cache and never leaves a BLAS thread pool spinning while other code runs.
     The measured gain over one multi-threaded product on the whole batch is in
     benchmarks/RESULTS.md.
+
+    Batch norm and LeakyReLU are split the same way, by channels and by values: each
+    piece is ``Backend``'s own formula on a slice (NumPy releases the GIL in its loops),
+    so the reference math runs on every core unchanged. The Numba backend replaces
+    them with its own parallel kernels.
     """
 
     MIN_COLUMNS = 256  # matrix-product columns per piece; fewer makes BLAS inefficient
@@ -335,6 +340,66 @@ class CpuThreads:
             for future in others:
                 total = _add(total, future.result())
         return total
+
+    # ---- batch norm and LeakyReLU: the reference formulas, on slices ----------------
+    def _one_piece(self, x) -> bool:
+        """Too little work to split: one thread, or fewer values than one slice holds."""
+        return self.threads == 1 or x.size < 2 * self.MIN_VALUES
+
+    def batchnorm_forward(self, x, gamma, beta, eps):
+        if self._one_piece(x):
+            return super().batchnorm_forward(x, gamma, beta, eps)
+        reference, c, xp = super().batchnorm_forward, x.shape[1], self.xp
+        out, x_hat = xp.empty_like(x), xp.empty_like(x)
+        mean, var, inv_std = (xp.empty(c, dtype=x.dtype) for _ in range(3))
+
+        def channels(part):
+            pieces = reference(x[:, part], gamma[part], beta[part], eps)
+            out[:, part], mean[part], var[part], x_hat[:, part], inv_std[part] = pieces
+
+        self.for_each_batch(channels, c, x.size // c)
+        return out, mean, var, x_hat, inv_std
+
+    def batchnorm_backward(self, grad_out, x_hat, gamma, inv_std):
+        if self._one_piece(grad_out):
+            return super().batchnorm_backward(grad_out, x_hat, gamma, inv_std)
+        reference, c, xp = super().batchnorm_backward, grad_out.shape[1], self.xp
+        dx = xp.empty_like(grad_out)
+        dgamma, dbeta = (xp.empty(c, dtype=grad_out.dtype) for _ in range(2))
+
+        def channels(part):
+            pieces = reference(grad_out[:, part], x_hat[:, part], gamma[part], inv_std[part])
+            dx[:, part], dgamma[part], dbeta[part] = pieces
+
+        self.for_each_batch(channels, c, grad_out.size // c)
+        return dx, dgamma, dbeta
+
+    def leaky_relu(self, x, negative_slope):
+        if self._one_piece(x):
+            return super().leaky_relu(x, negative_slope)
+        reference, flat = super().leaky_relu, self.xp.ascontiguousarray(x).reshape(-1)
+        return self._by_values(lambda part: reference(flat[part], negative_slope), x)
+
+    def leaky_relu_backward(self, grad_out, x, negative_slope):
+        if self._one_piece(x):
+            return super().leaky_relu_backward(grad_out, x, negative_slope)
+        reference, xp = super().leaky_relu_backward, self.xp
+        g, flat = xp.ascontiguousarray(grad_out).reshape(-1), xp.ascontiguousarray(x).reshape(-1)
+        return self._by_values(
+            lambda part: reference(g[part], flat[part], negative_slope), grad_out
+        )
+
+    def _by_values(self, piece, like):
+        """A new array shaped like ``like``, its flat slices ``part`` filled with
+        ``piece(part)`` on every core."""
+        out = self.xp.empty(like.shape, dtype=like.dtype)
+        out_flat = out.reshape(-1)
+
+        def values(part):
+            out_flat[part] = piece(part)
+
+        self.for_each_batch(values, like.size, 1)
+        return out
 
 
 class NumpyBackend(CpuThreads, Backend):

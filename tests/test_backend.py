@@ -300,3 +300,40 @@ def test_same_seed_same_weights_and_noise_on_every_backend(backend_name):
     for key in weights:
         np.testing.assert_array_equal(ours[key], weights[key])
     np.testing.assert_array_equal(bk.to_numpy(bk.randn((4, 5))), noise)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_and_leaky_relu_split_over_threads_are_the_reference_formulas(dtype):
+    """On several threads the NumPy backend runs Backend's own batch norm (by channels)
+    and LeakyReLU (by values) on slices of a large array: the same numbers as one
+    piece, contiguous input or not (sums over a slice may round differently)."""
+    bk, reference = backend.NumpyBackend(), backend.Backend()
+    bk.set_threads(3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 24, 40, 41)).astype(dtype)  # > 2 * MIN_VALUES values
+    assert not bk._one_piece(x)
+    grad = rng.standard_normal(x.shape).astype(dtype)
+    gamma, beta = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    ours, theirs = (
+        bk.batchnorm_forward(x, gamma, beta, 1e-5),
+        reference.batchnorm_forward(x, gamma, beta, 1e-5),
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, **tol)
+    x_hat, inv_std = theirs[3], theirs[4]
+    for a, b in zip(
+        bk.batchnorm_backward(grad, x_hat, gamma, inv_std),
+        reference.batchnorm_backward(grad, x_hat, gamma, inv_std),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, **tol)
+    for image, upstream in [(x, grad), (x.transpose(0, 1, 3, 2), grad.transpose(0, 1, 3, 2))]:
+        for slope in (0.0, 0.2):
+            np.testing.assert_array_equal(
+                bk.leaky_relu(image, slope), reference.leaky_relu(image, slope)
+            )
+            np.testing.assert_array_equal(
+                bk.leaky_relu_backward(upstream, image, slope),
+                reference.leaky_relu_backward(upstream, image, slope),
+            )
