@@ -166,3 +166,40 @@ def test_a_convolution_with_few_filters_contracts_the_channels_first(
     np.testing.assert_allclose(_host(layer(x)), expected, rtol=1e-12, atol=1e-12)
     report = gradcheck.check_layer(layer, x)
     assert report.ok and len(report) == 3, str(report)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_kn2row_at_the_recipes_shape_matches_im2col_in_float32_in_pieces(
+    backend_name, batch, monkeypatch
+):
+    """The default recipe's last convolution (32 channels -> 1, 3x3, padding 1, 28x28) in
+    float32, its batch split into one-sample pieces on two threads where the backend
+    splits: kn2row's forward and all three gradients against the same convolution through
+    im2col (``_few_filters`` turned off), which the float64 tests prove."""
+    from minigan import functional as F
+
+    bk, rng = backend.current(), np.random.default_rng(11)
+    if hasattr(bk, "MIN_VALUES"):
+        monkeypatch.setattr(bk, "MIN_VALUES", 1)
+        monkeypatch.setattr(bk, "MIN_COLUMNS", 1)
+        threads = bk.threads
+        bk.set_threads(2)  # put back below
+    try:
+        x = bk.from_numpy(rng.standard_normal((batch, 32, 28, 28)).astype(np.float32))
+        w = bk.from_numpy((0.1 * rng.standard_normal((1, 32, 3, 3))).astype(np.float32))
+        b = bk.from_numpy(np.array([0.3], np.float32))
+        dout = bk.from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
+        assert F._few_filters(w)
+        fast, cache = F.conv2d_forward(x, w, b, 1, 1)
+        fast_grads = F.conv2d_backward(dout, cache)
+        monkeypatch.setattr(F, "_few_filters", lambda w: False)
+        slow, cache = F.conv2d_forward(x, w, b, 1, 1)
+        slow_grads = F.conv2d_backward(dout, cache)
+    finally:
+        if hasattr(bk, "MIN_VALUES"):
+            bk.set_threads(threads)
+    assert _host(fast).dtype == np.float32
+    np.testing.assert_allclose(_host(fast), _host(slow), rtol=1e-5, atol=1e-5)
+    for got, want in zip(fast_grads, slow_grads):
+        assert _host(got).dtype == np.float32
+        np.testing.assert_allclose(_host(got), _host(want), rtol=1e-4, atol=1e-4)
