@@ -82,13 +82,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
     stride, (ph, pw) = pair(stride), pair(padding)
     pad = ((ph, ph), (pw, pw))
     if kernel_covers_image(x.shape, (kh, kw), pad):
-        x_rows, w_rows = x.reshape(n, -1), w.reshape(f, -1)
-        out = bk.xp.empty((n, f), dtype=x.dtype)
-
-        def linear(batch):  # (n, C*kh*kw) @ (C*kh*kw, F)
-            out[batch] = x_rows[batch] @ w_rows.T
-
-        bk.for_each_batch(linear, n, 1)
+        out = _as_linear_forward(x, w)  # (N, F)
         if b is not None:
             out += b
         return out.reshape(n, f, 1, 1), (x, w, stride, pad, b is not None)
@@ -220,6 +214,23 @@ def _taps_backward(dout, cache, input_grad, weight_grad):
     return dx, dw, db
 
 
+def _as_linear_forward(x, w, transposed=False):
+    """The forward of a convolution whose kernel covers the image (one patch per sample)
+    as a linear layer: x (N, C*kh*kw) @ w (F, C*kh*kw)^T -> (N, F); transposed, x (N, Cin)
+    @ w (Cin, Cout*kh*kw) -> (N, Cout*kh*kw). Split over the batch (``for_each_batch``)."""
+    bk, n = backend.current(), x.shape[0]
+    x_rows, w_rows = x.reshape(n, -1), w.reshape(w.shape[0], -1)
+    if not transposed:
+        w_rows = w_rows.T
+    out = bk.xp.empty((n, w_rows.shape[1]), dtype=x.dtype)
+
+    def linear(batch):
+        out[batch] = x_rows[batch] @ w_rows
+
+    bk.for_each_batch(linear, n, 1)
+    return out
+
+
 def _as_linear_backward(dout, x, w, has_bias, input_grad, weight_grad, transposed=False):
     """The backward of a convolution whose kernel covers the image (one patch per
     sample): the backward of a linear layer on the arrays as they lie, x (N, C*kh*kw)
@@ -293,14 +304,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
     wo = conv_transpose2d_output_size(wd, kw, stride[1], padding[1], output_padding[1])
     pad = _transpose_padding(padding, output_padding)
     if kernel_covers_image((n, cout, ho, wo), (kh, kw), pad):
-        x_rows, w_rows = x.reshape(n, cin), w.reshape(cin, -1)
-        out = bk.xp.empty((n, cout, kh, kw), dtype=x.dtype)
-        out_rows = out.reshape(n, -1)
-
-        def linear(batch):  # (n, Cin) @ (Cin, Cout*kh*kw)
-            out_rows[batch] = x_rows[batch] @ w_rows
-
-        bk.for_each_batch(linear, n, 1)
+        out = _as_linear_forward(x, w, transposed=True).reshape(n, cout, kh, kw)
         if b is not None:
             out += b.reshape(1, -1, 1, 1)
         return out, (x, w, stride, pad, b is not None)
