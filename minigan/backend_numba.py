@@ -1,10 +1,11 @@
 """The Numba backend: the NumPy backend with its hot kernels compiled for the CPU.
 
 Matrix products stay in BLAS (NumPy's ``@``), and im2col stays NumPy's strided copy
-(measured faster than a compiled loop), except for its first step on images 32 or
-more pixels wide: the copy to channels-last, row by row (``_to_channels_last``).
-What is compiled here: col2im (a channels-last scatter whose inner loop runs over
-the channels, padding handled inline, then copied back to NCHW row by row), batch
+(measured faster than a compiled loop), except for its first step on images 14 or
+more pixels wide: the copy to channels-last, one channel's plane at a time
+(``_to_channels_last``). What is compiled here: col2im (a channels-last scatter whose
+inner loop runs over the channels, padding handled inline, then copied back to NCHW
+plane by plane on the same images), batch
 norm forward and backward (one pass over each channel's values instead of NumPy's
 several temporaries), LeakyReLU and the Adam update (fused element-wise loops).
 Each kernel has a twin in ``NumpyBackend`` that the tests compare it with.
@@ -76,26 +77,30 @@ def _col2im(patches, sh, sw, top, left, x):
 
 @njit(nogil=True, cache=True)
 def _to_channels_last(x, top, left, out):
-    """out[n, i + top, j + left, c] = x[n, c, i, j]: each channel's image row read whole.
+    """out[n, i + top, j + left, c] = x[n, c, i, j], one channel's plane at a time.
 
-    NumPy's strided copy reads one value per channel in turn, H*W values apart; at
-    32x32 in float32 that is 4 KB, the distance at which addresses share a cache set,
-    and every read misses. Row by row, each read is W consecutive numbers."""
+    The reads run through x in memory order, one stream the prefetcher follows; the
+    writes land C numbers apart in ``out``, one sample of which stays in cache. NumPy's
+    strided copy (``NumpyBackend._pad_channels_last``) reads one value from each
+    channel in turn, C streams H*W numbers apart (4 KB at 32x32 in float32, where
+    addresses share a cache set): 2x slower at 32x32 from memory, and 1.2-1.8x at
+    14x14 and 16x16 (benchmarks/RESULTS.md)."""
     n, c, h, w = x.shape
     for ni in range(n):
-        for i in range(h):
-            for k in range(c):
+        for k in range(c):
+            for i in range(h):
                 for j in range(w):
                     out[ni, i + top, j + left, k] = x[ni, k, i, j]
 
 
 @njit(nogil=True, cache=True)
 def _to_channels_first(x, out):
-    """out[n, c, i, j] = x[n, i, j, c], written row by row (the copy back to NCHW)."""
+    """out[n, c, i, j] = x[n, i, j, c], one channel's plane at a time (the copy back to
+    NCHW after col2im): the writes run through ``out`` in memory order."""
     n, h, w, c = x.shape
     for ni in range(n):
-        for i in range(h):
-            for k in range(c):
+        for k in range(c):
+            for i in range(h):
                 for j in range(w):
                     out[ni, k, i, j] = x[ni, i, j, k]
 
@@ -209,16 +214,20 @@ class NumbaBackend(NumpyBackend):
         patches = np.ascontiguousarray(cols).reshape(n, ho, wo, kh, kw, c)
         x = np.zeros((n, h, w, c), dtype=cols.dtype)
         _col2im(patches, sh, sw, top, left, x)
+        if w < self.PLANE_COPY_WIDTH:  # short rows: NumPy's strided copy is faster
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         out = np.empty(x_shape, dtype=cols.dtype)
         _to_channels_first(x, out)
         return out
 
-    ROW_COPY_WIDTH = 32  # images at least this wide go channels-last row by row
+    # Images at least this wide change layout plane by plane (``_to_channels_last``);
+    # on narrower ones (8x8, 4x4) NumPy's strided copy measured faster.
+    PLANE_COPY_WIDTH = 14
 
     def _pad_channels_last(self, x, padding):
         (top, bottom), (left, right) = padding
         n, c, h, w = x.shape
-        if w < self.ROW_COPY_WIDTH:  # short rows: NumPy's strided copy is faster
+        if w < self.PLANE_COPY_WIDTH:  # short rows: NumPy's strided copy is faster
             return super()._pad_channels_last(x, padding)
         out = np.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype)
         _to_channels_last(x, top, left, out)
@@ -268,7 +277,10 @@ class NumbaBackend(NumpyBackend):
         start = time.perf_counter()
         for dtype in (np.float32, np.float64):
             x = np.ones((2, 2, 3, 3), dtype=dtype)
-            self.im2col(np.ones((1, 2, 2, self.ROW_COPY_WIDTH), dtype=dtype), 2, 1, 0)
+            wide = np.ones((1, 2, 2, self.PLANE_COPY_WIDTH), dtype=dtype)
+            self.col2im(self.im2col(wide, 2, 1, 0), wide.shape, 2, 1, 0)
+            strided = np.ones((1, 2, self.PLANE_COPY_WIDTH, 2), dtype=dtype).transpose(0, 1, 3, 2)
+            self.im2col(strided, 2, 1, 0)  # a view, not contiguous: numba's other layout
             cols = self.im2col(x, (2, 2), (1, 1), ((1, 0), (0, 1)))
             self.col2im(cols, x.shape, (2, 2), (1, 1), ((1, 0), (0, 1)))
             out, _, _, x_hat, inv_std = self.batchnorm_forward(

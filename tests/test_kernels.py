@@ -74,11 +74,12 @@ def test_im2col_and_col2im(fast, dtype, data):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("width", [31, 32, 64])
+@pytest.mark.parametrize("width", [13, 14, 32])
 def test_im2col_and_col2im_on_wide_images(fast, dtype, width):
-    """Images 32 or more pixels wide take the Numba backend's row-by-row copy to
-    channels-last (NumPy's strided copy misses the cache there): the same columns,
-    from contiguous and transposed images alike, and the same col2im."""
+    """Images 14 or more pixels wide (``PLANE_COPY_WIDTH``) take the Numba backend's
+    plane-by-plane copies to channels-last and back (NumPy's strided copy misses the
+    cache there), narrower ones NumPy's: the same columns, from contiguous and
+    transposed images alike, and the same col2im, on both sides of the switch."""
     rng = np.random.default_rng(width)
     geometries = [((2, 5, 3, width), (4, 4), (2, 2), ((1, 1), (1, 1))),
                   ((1, 3, 2, width), (2, 3), (1, 2), ((0, 1), (2, 0)))]  # fmt: skip
