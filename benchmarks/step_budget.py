@@ -44,6 +44,8 @@ import run  # noqa: E402  (chooses OpenBLAS's kernels before NumPy loads)
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from minigan import backend, nn  # noqa: E402
+from minigan import functional as F  # noqa: E402
+from minigan.backend_numpy import kernel_covers_image  # noqa: E402
 from minigan.gan import GANTrainer  # noqa: E402
 from minigan.models.dcgan import Discriminator, Generator  # noqa: E402
 
@@ -86,56 +88,53 @@ class Budget:
         return wrapper
 
 
-def slices(bk, n, columns_per_sample, values_per_column, threads):
-    """The sample counts of ``CpuThreads.for_each_batch``'s slices (the same rule)."""
-    per_sample = max(columns_per_sample, 1)
-    per_slice = max(
-        -(-bk.MIN_COLUMNS // per_sample),
-        -(-bk.MIN_VALUES // (per_sample * max(values_per_column, 1))),
-    )
-    per_slice = min(per_slice, -(-n // threads))
-    return [min(per_slice, n - lo) for lo in range(0, n, per_slice)]
-
-
 def products_of(layer, x_shape, out_shape):
     """{part: [(m, k, n, kind)]} of one convolution, "S" for a slice's samples and "P"
     for its columns, and the columns per sample and values per column of its slices.
-    kind names the operands' memory orders (see ``replay_seconds``)."""
+    kind names the operands' memory orders (see ``replay_seconds``).
+
+    The path is picked as ``functional`` picks it, with its own tests in its order: a
+    kernel that covers the image first (a linear layer), then few filters (kn2row),
+    else im2col."""
     kh, kw = layer.kernel_size
-    if isinstance(layer, nn.Conv2d) and layer.out_channels * kh * kw <= layer.in_channels:
-        taps, c, hw = layer.out_channels * kh * kw, layer.in_channels, int(np.prod(x_shape[2:]))
-        plan = {"forward": [(taps, c, hw, "each:T@x")], "input": [(c, taps, hw, "each:T.T@s")],
-                "weight": [(taps, hw, c, "each:s@x.T")]}  # fmt: skip
-        return plan, hw, taps  # one product per sample (kn2row, functional._taps_forward)
     if isinstance(layer, nn.Conv2d):
-        f, k = layer.out_channels, kh * kw * layer.in_channels
-        if tuple(x_shape[2:]) == (kh, kw) and layer.padding == (0, 0):  # a linear layer
+        f, c, k = layer.out_channels, layer.in_channels, kh * kw * layer.in_channels
+        ph, pw = layer.padding
+        if kernel_covers_image(x_shape, (kh, kw), ((ph, ph), (pw, pw))):  # a linear layer
             plan = {"forward": [("S", k, f, "x@W.T")], "input": [("S", f, k, "dout@W")],
                     "weight": [(f, "S", k, "dout.T@x")]}  # fmt: skip
-            return plan, 1, k
+            return plan, 1, 1  # functional._as_linear_forward: for_each_batch(work, n, 1)
+        if F._few_filters(layer.weight.data):  # kn2row, one product per sample (_taps_forward)
+            taps, hw = f * kh * kw, int(np.prod(x_shape[2:]))
+            plan = {"forward": [(taps, c, hw, "each:T@x")], "input": [(c, taps, hw, "each:T.T@s")],
+                    "weight": [(taps, hw, c, "each:s@x.T")]}  # fmt: skip
+            return plan, hw, taps
         plan = {"forward": [(f, k, "P", "W@cols.T")], "input": [("P", f, k, "dout.T@W")],
                 "weight": [(f, "P", k, "dout@cols")]}  # fmt: skip
         return plan, int(np.prod(out_shape[2:])), k
     cin, k = layer.in_channels, kh * kw * layer.out_channels
-    if tuple(x_shape[2:]) == (1, 1) and tuple(out_shape[2:]) == (kh, kw):  # a linear layer
+    pad = F._transpose_padding(layer.padding, layer.output_padding)
+    if kernel_covers_image(out_shape, (kh, kw), pad):  # a linear layer
         plan = {"forward": [("S", cin, k, "x@W")], "input": [("S", k, cin, "dout@W.T")],
                 "weight": [(k, "S", cin, "dout.T@x")]}  # fmt: skip
-        return plan, 1, cin
+        return plan, 1, 1
     plan = {"forward": [("P", cin, k, "x.T@W")], "input": [(cin, k, "P", "W@dcols.T")],
             "weight": [(cin, "P", k, "x@dcols")]}  # fmt: skip
     return plan, int(np.prod(x_shape[2:])), k
 
 
-def record_products(budget, name, layer, shapes, phase, grads, threads):
+def record_products(budget, name, layer, shapes, phase, grads):
     """Add the matrix products ``functional``'s convolution runs to ``budget.products``:
-    shapes = (x_shape, out_shape), grads = (input_grad, weight_grad)."""
+    shapes = (x_shape, out_shape), grads = (input_grad, weight_grad). The slices are the
+    backend's own (``CpuThreads.slices``), on the thread count it has now."""
     plan, per_sample, per_column = products_of(layer, *shapes)
     parts = ["forward"] if phase == "forward" else []
     parts += ["input"] * (phase == "backward" and grads[0])
     parts += ["weight"] * (phase == "backward" and grads[1])
     bk = backend.current()
     for part in parts:
-        for samples in slices(bk, shapes[0][0], per_sample, per_column, threads):
+        for batch in bk.slices(shapes[0][0], per_sample, per_column):
+            samples = batch.stop - batch.start
             sizes = {"S": samples, "P": samples * per_sample}
             for *dims, kind in plan[part]:
                 shape = tuple(int(sizes.get(d, d)) for d in dims)
@@ -171,7 +170,7 @@ def replay_seconds(m, k, n, kind, repeats=7):
     return statistics.median(times)
 
 
-def instrument(budget, bk, trainer, threads, phases=True):
+def instrument(budget, bk, trainer, phases=True):
     """Wrap the backend's kernels, every layer of G and D, and the optimisers."""
     if phases:
         for method, phase in KERNELS.items():
@@ -179,7 +178,7 @@ def instrument(budget, bk, trainer, threads, phases=True):
     for side, model in (("G", trainer.G), ("D", trainer.D)):
         for i, layer in enumerate(model.main):
             name = f"{side}{i} {type(layer).__name__}"
-            wrap_layer(budget, layer, name, threads)
+            wrap_layer(budget, layer, name)
     for opt in (trainer.opt_g, trainer.opt_d):
         for method in ("step", "zero_grad"):
             inner = getattr(opt, method)
@@ -194,7 +193,7 @@ def instrument(budget, bk, trainer, threads, phases=True):
             setattr(opt, method, optimiser)
 
 
-def wrap_layer(budget, layer, name, threads):
+def wrap_layer(budget, layer, name):
     forward, backward = layer.forward, layer.backward
     conv = isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d))
 
@@ -206,7 +205,7 @@ def wrap_layer(budget, layer, name, threads):
         budget.layer = "step"
         if conv:
             layer._profile_shapes = (x.shape, out.shape)
-            record_products(budget, name, layer, layer._profile_shapes, "forward", (), threads)
+            record_products(budget, name, layer, layer._profile_shapes, "forward", ())
         return out
 
     def timed_backward(grad_output, input_grad=True):
@@ -217,7 +216,7 @@ def wrap_layer(budget, layer, name, threads):
         budget.layer = "step"
         if conv:
             grads = (input_grad, layer.weight.requires_grad)
-            record_products(budget, name, layer, layer._profile_shapes, "backward", grads, threads)
+            record_products(budget, name, layer, layer._profile_shapes, "backward", grads)
         return dx
 
     layer.forward, layer.backward = timed_forward, timed_backward
@@ -239,7 +238,7 @@ def profile(backend_name, config, threads, steps, phases):
     run.set_threads(f"minigan-{backend_name}", threads)
     step(), step()  # warm-up: compiled kernels, pools, first-touch memory
     budget = Budget()
-    instrument(budget, bk, trainer, threads, phases)
+    instrument(budget, bk, trainer, phases)
     walls = []
     for _ in range(steps):
         start = time.perf_counter()

@@ -89,10 +89,15 @@ class Backend:
         self.rng.bit_generator.state = state
 
     # ---- how a convolution covers the batch --------------------------------------------
-    def for_each_batch(self, work, n: int, columns_per_sample: int, values_per_column: int = 1):
+    def for_each_batch(self, work, n: int, columns_per_sample: int, *, values_per_column: int = 1):
         """Call ``work(batch)`` on slices that cover ``range(n)``; returns the sum of what
         the calls return. Here: one call on the whole batch (one big matrix product per
-        convolution, which is what a GPU wants). ``CpuThreads`` splits it over cores."""
+        convolution, which is what a GPU wants). ``CpuThreads`` splits it over cores.
+
+        columns_per_sample: the matrix-product columns (output pixels) one sample makes;
+        values_per_column, a keyword: the numbers in each column (kh*kw*C for im2col).
+        Both only say how big a slice may be; a backend that does not split ignores them.
+        """
         return work(slice(0, n))
 
     # ---- convolution kernels -----------------------------------------------------
@@ -284,9 +289,10 @@ class CpuThreads:
     them with its own parallel kernels.
     """
 
-    MIN_COLUMNS = 256  # matrix-product columns per piece; fewer makes BLAS inefficient
-    MIN_VALUES = 2**18  # and im2col values per piece (1 MB of float32): fewer, and the
-    # per-call cost (Python, thread hand-offs) outweighs the work (benchmarks/RESULTS.md)
+    MIN_COLUMNS = 256  # matrix-product columns per slice; fewer makes BLAS inefficient
+    MIN_VALUES = 2**18  # and numbers per slice (1 MB of float32): im2col's for a
+    # convolution, the array's for batch norm and LeakyReLU. Fewer, and the per-call
+    # cost (Python, thread hand-offs) outweighs the work (benchmarks/RESULTS.md).
 
     def __init__(self, seed: int | None = None):
         super().__init__(seed)
@@ -305,23 +311,29 @@ class CpuThreads:
         self.threads = int(threads)
         self._pool = getattr(self, "_pool", None)
 
-    def for_each_batch(self, work, n: int, columns_per_sample: int, values_per_column: int = 1):
-        """Call ``work(batch)`` on slices ``batch`` that cover ``range(n)``, in parallel;
-        returns the sum of what the calls return (None if they return None).
-
-        ``work`` writes its slice of the output in place and returns its share of
-        anything summed over the batch (a weight gradient). Slices are as small as
-        the matrix products allow (``MIN_COLUMNS`` columns of ``values_per_column``
-        numbers, at least ``MIN_VALUES`` numbers in all), so their data stays in cache.
-        Each thread adds up its own slices' results, then the threads' sums are added.
-        """
+    def slices(self, n: int, columns_per_sample: int, values_per_column: int = 1) -> list:
+        """The slices that ``for_each_batch`` cuts ``range(n)`` into: as small as the
+        matrix products allow (at least ``MIN_COLUMNS`` columns and ``MIN_VALUES``
+        numbers, a column being ``values_per_column`` numbers), so their data stays in
+        cache, and no larger than an even share, ceil(n / threads) samples, so that
+        every thread gets work when the batch is big enough to split at all."""
         per_sample = max(columns_per_sample, 1)
         per_slice = max(
             -(-self.MIN_COLUMNS // per_sample),
             -(-self.MIN_VALUES // (per_sample * max(values_per_column, 1))),
         )
         per_slice = min(per_slice, -(-n // self.threads))
-        slices = [slice(lo, min(lo + per_slice, n)) for lo in range(0, n, per_slice)]
+        return [slice(lo, min(lo + per_slice, n)) for lo in range(0, n, per_slice)]
+
+    def for_each_batch(self, work, n: int, columns_per_sample: int, *, values_per_column: int = 1):
+        """Call ``work(batch)`` on slices ``batch`` that cover ``range(n)`` (``slices``),
+        in parallel; returns the sum of what the calls return (None if they return None).
+
+        ``work`` writes its slice of the output in place and returns its share of
+        anything summed over the batch (a weight gradient). Each thread adds up its
+        own slices' results, then the threads' sums are added.
+        """
+        slices = self.slices(n, columns_per_sample, values_per_column)
         threads = min(self.threads, len(slices))
 
         def run(first):  # the slices first, first + threads, ...
@@ -343,14 +355,16 @@ class CpuThreads:
 
     # ---- batch norm and LeakyReLU: the reference formulas, on slices ----------------
     def _one_piece(self, x) -> bool:
-        """Too little work to split: one thread, or fewer values than one slice holds."""
+        """Too little work to split: one thread, or fewer than ``2 * MIN_VALUES`` values
+        (fewer than two slices' worth), where ``Backend``'s formula runs as it is."""
         return self.threads == 1 or x.size < 2 * self.MIN_VALUES
 
     def batchnorm_forward(self, x, gamma, beta, eps):
         if self._one_piece(x):
             return super().batchnorm_forward(x, gamma, beta, eps)
         reference, c, xp = super().batchnorm_forward, x.shape[1], self.xp
-        out, x_hat = xp.empty_like(x), xp.empty_like(x)
+        # The dtypes the one-piece formula gives: out = x_hat * gamma + beta, in place.
+        out, x_hat = xp.empty(x.shape, dtype=xp.result_type(x, gamma)), xp.empty_like(x)
         mean, var, inv_std = (xp.empty(c, dtype=x.dtype) for _ in range(3))
 
         def channels(part):
@@ -364,8 +378,10 @@ class CpuThreads:
         if self._one_piece(grad_out):
             return super().batchnorm_backward(grad_out, x_hat, gamma, inv_std)
         reference, c, xp = super().batchnorm_backward, grad_out.shape[1], self.xp
-        dx = xp.empty_like(grad_out)
-        dgamma, dbeta = (xp.empty(c, dtype=grad_out.dtype) for _ in range(2))
+        # The dtypes the one-piece formula gives (dx mixes all four inputs).
+        dx = xp.empty(grad_out.shape, dtype=xp.result_type(grad_out, x_hat, gamma, inv_std))
+        dgamma = xp.empty(c, dtype=xp.result_type(grad_out, x_hat))
+        dbeta = xp.empty(c, dtype=grad_out.dtype)
 
         def channels(part):
             pieces = reference(grad_out[:, part], x_hat[:, part], gamma[part], inv_std[part])

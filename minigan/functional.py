@@ -99,7 +99,7 @@ def conv2d_forward(x, w, b, stride=1, padding=0):
             out_mat += b.reshape(-1, 1)
         out[batch] = _samples_first(out_mat, ho, wo)
 
-    bk.for_each_batch(forward, n, ho * wo, w_mat.shape[1])
+    bk.for_each_batch(forward, n, ho * wo, values_per_column=w_mat.shape[1])
     return out, (x, w, stride, pad, b is not None)
 
 
@@ -133,7 +133,8 @@ def conv2d_backward(dout, cache, input_grad=True, weight_grad=True):
             db = dout_t.sum(axis=1) if has_bias else None
             return dout_t @ cols, db
 
-    dw, db = bk.for_each_batch(backward, n, ho * wo, w_mat.shape[1]) or (None, None)
+    sums = bk.for_each_batch(backward, n, ho * wo, values_per_column=w_mat.shape[1])
+    dw, db = sums or (None, None)  # None: no weight gradient asked for
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
 
 
@@ -178,7 +179,7 @@ def _taps_forward(x, w, b, stride, pad, out_size):
                 cols_out, cols_in = _tap_slices(wd, v, sw, left, out_size[1])
                 ob[:, :, rows_out, cols_out] += planes[:, :, u, v, rows_in, cols_in]
 
-    bk.for_each_batch(forward, n, h * wd, f * kh * kw)
+    bk.for_each_batch(forward, n, h * wd, values_per_column=f * kh * kw)
     return out
 
 
@@ -209,7 +210,8 @@ def _taps_backward(dout, cache, input_grad, weight_grad):
             dtaps = (spread @ x_rows.transpose(0, 2, 1)).sum(axis=0)  # (F*kh*kw, C)
             return dtaps, g.sum(axis=(0, 2, 3)) if has_bias else None
 
-    dtaps, db = bk.for_each_batch(backward, n, h * wd, f * kh * kw) or (None, None)
+    sums = bk.for_each_batch(backward, n, h * wd, values_per_column=f * kh * kw)
+    dtaps, db = sums or (None, None)  # None: no weight gradient asked for
     dw = None if dtaps is None else _from_patch_major(dtaps.reshape(f, -1), w.shape)
     return dx, dw, db
 
@@ -317,7 +319,7 @@ def conv_transpose2d_forward(x, w, b, stride=1, padding=0, output_padding=0):
         if b is not None:
             out[batch] += b.reshape(1, -1, 1, 1)
 
-    bk.for_each_batch(forward, n, h * wd, w_mat.shape[1])
+    bk.for_each_batch(forward, n, h * wd, values_per_column=w_mat.shape[1])
     return out, (x, w, stride, pad, b is not None)
 
 
@@ -344,7 +346,8 @@ def conv_transpose2d_backward(dout, cache, input_grad=True, weight_grad=True):
             db = dout[batch].sum(axis=(0, 2, 3)) if has_bias else None
             return _channels_first(x[batch]) @ dcols, db
 
-    dw, db = bk.for_each_batch(backward, n, h * wd, w_mat.shape[1]) or (None, None)
+    sums = bk.for_each_batch(backward, n, h * wd, values_per_column=w_mat.shape[1])
+    dw, db = sums or (None, None)  # None: no weight gradient asked for
     return dx, None if dw is None else _from_patch_major(dw, w.shape), db
 
 
