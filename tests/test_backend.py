@@ -82,17 +82,25 @@ def test_gradcheck_command_passes(capsys, backend_name):
 
 
 def _conv_results(dtype=np.float64):
-    """Forward and all gradients of a conv and a conv-transpose on a batch of 5."""
+    """Forward and all gradients, on a batch of 5, of each path a convolution can take:
+    im2col (a conv and a conv-transpose), a kernel that covers the image (a conv with
+    one filter, whose input gradient is an outer product, and a conv-transpose from a
+    1x1 input), and few filters (kn2row: 2 filters x 2x2 taps <= 9 channels)."""
     from minigan import functional as F
 
     bk, rng = backend.current(), np.random.default_rng(1)
     x, x_small = rng.standard_normal((5, 3, 9, 8)), rng.standard_normal((5, 4, 3, 4))
     w_conv, w_trans = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal((4, 2, 4, 3))
+    x_1x1, x_wide = rng.standard_normal((5, 4, 1, 1)), rng.standard_normal((5, 9, 7, 6))
+    conv = (F.conv2d_forward, F.conv2d_backward)
+    transposed = (F.conv_transpose2d_forward, F.conv_transpose2d_backward)
     results = []
-    for forward, backward, args in [
-        (F.conv2d_forward, F.conv2d_backward, (x, w_conv, rng.standard_normal(4), 2, 1)),
-        (F.conv_transpose2d_forward, F.conv_transpose2d_backward,
-         (x_small, w_trans, rng.standard_normal(2), (2, 1), (1, 0), (1, 0))),
+    for (forward, backward), args in [
+        (conv, (x, w_conv, rng.standard_normal(4), 2, 1)),
+        (transposed, (x_small, w_trans, rng.standard_normal(2), (2, 1), (1, 0), (1, 0))),
+        (conv, (x, rng.standard_normal((1, 3, 9, 8)), rng.standard_normal(1), 1, 0)),
+        (transposed, (x_1x1, w_trans, rng.standard_normal(2), 2, 0, 0)),
+        (conv, (x_wide, rng.standard_normal((2, 9, 2, 2)), rng.standard_normal(2), 2, 1)),
     ]:  # fmt: skip
         args = [bk.from_numpy(a.astype(dtype)) if isinstance(a, np.ndarray) else a for a in args]
         out, cache = forward(*args)
@@ -302,38 +310,77 @@ def test_same_seed_same_weights_and_noise_on_every_backend(backend_name):
     np.testing.assert_array_equal(bk.to_numpy(bk.randn((4, 5))), noise)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_and_leaky_relu_split_over_threads_are_the_reference_formulas(dtype):
+SPLIT_CASES = {  # id: (x's shape, the view of it the layer gets, MIN_VALUES, split or not)
+    "uneven slices": ((3, 7, 5, 3), None, 50, True),
+    "a transposed view": ((3, 7, 3, 5), lambda x: x.transpose(0, 1, 3, 2), 50, True),
+    "a sliced view": ((3, 9, 5, 3), lambda x: x[:, 1:8, :, ::2], 20, True),
+    "2 * MIN_VALUES values": ((3, 5, 14), None, 105, True),
+    "2 * MIN_VALUES - 1 values": ((1, 11, 19), None, 105, False),
+}
+
+
+@pytest.fixture
+def numpy_on_three_threads(monkeypatch):
+    """The NumPy backend on three threads, with no floor on matrix-product columns (the
+    test sets MIN_VALUES); its thread count is put back afterwards."""
+    with backend.using("numpy") as bk:
+        monkeypatch.setattr(bk, "MIN_COLUMNS", 1)
+        bk.set_threads(3)
+        try:
+            yield bk
+        finally:
+            bk.set_threads(None)
+
+
+@pytest.mark.parametrize(
+    "dtype, gamma_dtype",
+    [(np.float64, np.float64), (np.float32, np.float32), (np.float32, np.float64)],
+    ids=["float64", "float32", "float32 x, float64 gamma"],
+)
+@pytest.mark.parametrize("case", SPLIT_CASES)
+def test_batch_norm_and_leaky_relu_split_over_threads_are_the_reference_formulas(
+    numpy_on_three_threads, case, dtype, gamma_dtype, monkeypatch
+):
     """On several threads the NumPy backend runs Backend's own batch norm (by channels)
-    and LeakyReLU (by values) on slices of a large array: the same numbers as one
-    piece, contiguous input or not (sums over a slice may round differently)."""
-    bk, reference = backend.NumpyBackend(), backend.Backend()
-    bk.set_threads(3)
+    and LeakyReLU (by values) on slices of an array of at least 2 * MIN_VALUES values:
+    the same numbers, and the same dtypes, as Backend in one piece, however the slices
+    fall and whether or not x is contiguous (sums over a slice may round differently)."""
+    shape, view, min_values, split = SPLIT_CASES[case]
+    bk, reference = numpy_on_three_threads, backend.Backend()
+    monkeypatch.setattr(bk, "MIN_VALUES", min_values)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((16, 24, 40, 41)).astype(dtype)  # > 2 * MIN_VALUES values
-    assert not bk._one_piece(x)
-    grad = rng.standard_normal(x.shape).astype(dtype)
-    gamma, beta = rng.standard_normal(24).astype(dtype), rng.standard_normal(24).astype(dtype)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    ours, theirs = (
+    x, grad = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    if view is not None:
+        x, grad = view(x), view(grad)
+        assert not x.flags.c_contiguous
+    assert bk._one_piece(x) == (not split), f"{x.size} values, MIN_VALUES {min_values}"
+    gamma, beta = (rng.standard_normal(x.shape[1]).astype(gamma_dtype) for _ in range(2))
+    sums = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    exactly = dict(rtol=0, atol=0)  # LeakyReLU sums nothing
+
+    def same(names, ours, theirs, tolerance):
+        for name, a, b in zip(names.split(), ours, theirs, strict=True):
+            assert a.dtype == b.dtype, f"{name}: {a.dtype}, in one piece {b.dtype}"
+            np.testing.assert_allclose(a, b, **tolerance, err_msg=name)
+
+    same(
+        "out mean var x_hat inv_std",
         bk.batchnorm_forward(x, gamma, beta, 1e-5),
         reference.batchnorm_forward(x, gamma, beta, 1e-5),
+        sums,
     )
-    for a, b in zip(ours, theirs, strict=True):
-        np.testing.assert_allclose(a, b, **tol)
-    x_hat, inv_std = theirs[3], theirs[4]
-    for a, b in zip(
+    _, _, _, x_hat, inv_std = reference.batchnorm_forward(x, gamma, beta, 1e-5)
+    same(
+        "dx dgamma dbeta",
         bk.batchnorm_backward(grad, x_hat, gamma, inv_std),
         reference.batchnorm_backward(grad, x_hat, gamma, inv_std),
-        strict=True,
-    ):
-        np.testing.assert_allclose(a, b, **tol)
-    for image, upstream in [(x, grad), (x.transpose(0, 1, 3, 2), grad.transpose(0, 1, 3, 2))]:
-        for slope in (0.0, 0.2):
-            np.testing.assert_array_equal(
-                bk.leaky_relu(image, slope), reference.leaky_relu(image, slope)
-            )
-            np.testing.assert_array_equal(
-                bk.leaky_relu_backward(upstream, image, slope),
-                reference.leaky_relu_backward(upstream, image, slope),
-            )
+        sums,
+    )
+    for slope in (0.0, 0.2):
+        same("leaky_relu", [bk.leaky_relu(x, slope)], [reference.leaky_relu(x, slope)], exactly)
+        same(
+            "leaky_relu_backward",
+            [bk.leaky_relu_backward(grad, x, slope)],
+            [reference.leaky_relu_backward(grad, x, slope)],
+            exactly,
+        )

@@ -119,27 +119,54 @@ def test_im2col_padding_that_is_no_padding_is_one_line(backend_name):
         bk.col2im(bk.from_numpy(np.zeros((4, 9))), x.shape, 3, 0.5, 0)
 
 
+COVERED_KERNEL_CASES = {  # id: (transposed, filters, stride, padding, output_padding, linear)
+    "Conv2d": (False, 4, 2, 0, 0, True),
+    "Conv2d one filter": (False, 1, 2, 0, 0, True),  # D's last layer: dx is an outer product
+    "Conv2d padded": (False, 4, 2, 1, 0, False),  # padding: more than one patch per sample
+    "ConvTranspose2d": (True, 4, 2, 0, 0, True),
+    "ConvTranspose2d output_padding": (True, 4, 2, 0, 1, False),  # output 5x4, kernel 4x3
+    "ConvTranspose2d padded": (True, 4, 2, 1, 0, False),  # output 2x1, kernel 4x3
+    # output 4x3 like the kernel, but shifted: the kernel's first row and column are
+    # cropped away and a row and column that no input reaches are added at the end
+    "ConvTranspose2d padded and output_padding": (True, 4, 3, 1, 2, False),
+}
+
+
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("transposed", [False, True], ids=["Conv2d", "ConvTranspose2d"])
-def test_a_kernel_that_covers_the_image_is_a_linear_layer(backend_name, transposed, bias):
+@pytest.mark.parametrize("case", COVERED_KERNEL_CASES)
+def test_a_kernel_that_covers_the_image_is_a_linear_layer(backend_name, case, bias, monkeypatch):
     """The DCGAN's first and last layers: a kernel as large as the image (D's last
     Conv2d), or a 1x1 input whose kernel is the whole output (G's first
-    ConvTranspose2d), take a plain matrix product instead of im2col. Both stay the
-    loops' convolution, forward and backward (float64 finite differences)."""
+    ConvTranspose2d), take a plain matrix product instead of im2col. Padding or
+    output_padding on the same shapes means the kernel no longer covers the image, and
+    the general path runs. Every case stays the loops' convolution, forward and backward
+    (float64 finite differences)."""
+    from minigan import functional as F
     from minigan import gradcheck, nn
 
+    transposed, filters, stride, padding, output_padding, linear = COVERED_KERNEL_CASES[case]
     bk, rng = backend.current(), np.random.default_rng(5)
+    took_linear, as_linear_forward = [], F._as_linear_forward
+
+    def spy(*args, **kwargs):  # records that the linear path ran
+        took_linear.append(True)
+        return as_linear_forward(*args, **kwargs)
+
+    monkeypatch.setattr(F, "_as_linear_forward", spy)
+    options = dict(bias=bias, dtype=np.float64)
     if transposed:
-        layer = nn.ConvTranspose2d(3, 4, (4, 3), stride=2, bias=bias, dtype=np.float64)
-        x = bk.from_numpy(rng.standard_normal((5, 3, 1, 1)))
-        expected = naive.conv_transpose2d(_host(x), _host(layer.weight.data), _bias(layer),
-                                          layer.stride, (0, 0), (0, 0))  # fmt: skip
+        layer = nn.ConvTranspose2d(3, filters, (4, 3), stride, padding, output_padding, **options)
+        x = rng.standard_normal((5, 3, 1, 1))
+        w, b = _host(layer.weight.data), _bias(layer)
+        expected = naive.conv_transpose2d(x, w, b, stride, padding, output_padding)
     else:
-        layer = nn.Conv2d(3, 4, (4, 3), stride=2, bias=bias, dtype=np.float64)
-        x = bk.from_numpy(rng.standard_normal((5, 3, 4, 3)))
-        expected = naive.conv2d(_host(x), _host(layer.weight.data), _bias(layer), layer.stride, 0)
+        layer = nn.Conv2d(3, filters, (4, 3), stride, padding, **options)
+        x = rng.standard_normal((5, 3, 4, 3))
+        expected = naive.conv2d(x, _host(layer.weight.data), _bias(layer), stride, padding)
+    x = bk.from_numpy(x)
     out = layer(x)
-    assert out.shape == expected.shape == ((5, 4, 4, 3) if transposed else (5, 4, 1, 1))
+    assert bool(took_linear) == linear, f"{case}: the linear path ran: {bool(took_linear)}"
+    assert out.shape == expected.shape
     np.testing.assert_allclose(_host(out), expected, rtol=1e-12, atol=1e-12)
     report = gradcheck.check_layer(layer, x)
     assert report.ok and len(report) == (3 if bias else 2), str(report)

@@ -142,15 +142,21 @@ def test_optimizer_trajectory_matches_torch(name, dtype, backend_name):
 def test_gan_training_step_matches_torch(extra_layer, backend_name):
     """Three whole GANTrainer steps (D on real and fake, then G through the updated D)
     against the same algorithm written in PyTorch, from the same weights and noise; in
-    the paper's layout and with minigan's recipe's extra layers."""
+    the paper's layout and with minigan's recipe's extra layers. Every path of
+    ``functional``'s convolutions runs: im2col, D's last Conv2d as a linear layer with
+    one filter, G's first ConvTranspose2d as a linear layer, and with the recipe (ngf 9)
+    G's last Conv2d, 9 channels -> 1 in 3x3, with few filters (kn2row)."""
     from minigan import data
+    from minigan import functional as F
     from minigan.gan import GANTrainer
     from minigan.models.dcgan import Discriminator, Generator
 
     bk = backend.current()
     bk.seed(0)
-    G = Generator(16, 8, 1, 28, dtype=np.float64, extra_layer=extra_layer)
+    G = Generator(16, 9 if extra_layer else 8, 1, 28, dtype=np.float64, extra_layer=extra_layer)
     D = Discriminator(8, 1, 28, dtype=np.float64, extra_layer=extra_layer)
+    if extra_layer:
+        assert F._few_filters(G.main[-2].weight.data), G.main[-2]
     trainer = GANTrainer(G, D, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)
     G_t, D_t = to_torch(G.main), to_torch(D.main)
     theirs_step = torch_twin.TorchGANStep(G_t, D_t, lr=2e-4, beta1=0.5, nz=16, label_smoothing=0.1)
