@@ -195,8 +195,9 @@ def build_parser():
 
 
 # --epochs' default per recipe. minigan's recipe's step takes twice the paper's: its 40
-# epochs are 11-12 minutes on the project's 2-core machine, the paper's 50 about 7
-# (docs/quality.md, legibility against wall time).
+# epochs took 11-12 minutes on the project's 2-core machine, the paper's 50 about 7
+# (docs/quality.md, legibility against wall time); since the CPU step got faster
+# (issue 19), 9 min 40 s (benchmarks/RESULTS.md).
 RECIPE_EPOCHS = {"minigan": 40, "paper": 50}
 # What a checkpoint written before a setting existed was trained with.
 LEGACY = dict(recipe="paper")
